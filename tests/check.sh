@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+# check.sh - 'make check': builds (gcc, ASan+UBSan, clang -Wthread-safety), unit tests, the lab suites on every
+# installed kernel (6.1 and 6.12 required), the harness self-test; last line "N passed, N failed[, N skipped]".
+set -u
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+cd "$REPO" || exit 1
+B=$REPO/build
+C=$B/check
+T0=$(date +%s)
+rm -rf "$C"
+mkdir -p "$C"
+JOBS=$(nproc)
+
+say() { printf '\n== %s\n' "$*"; }
+
+# build.ktap: one case per build; a failing build is a failed check, and what depends on it is not run.
+nb=0
+: >"$C/build.body"
+build_case() { # name cmd...
+	local name=$1 log
+	shift
+	nb=$((nb + 1))
+	log=$C/build-$nb.log
+	if "$@" >"$log" 2>&1; then
+		echo "ok $nb $name" >>"$C/build.body"
+		return 0
+	fi
+	tail -n 30 "$log" | sed 's/^/# /' >>"$C/build.body"
+	echo "not ok $nb $name" >>"$C/build.body"
+	tail -n 30 "$log"
+	return 1
+}
+
+say "dependencies"
+"$REPO/scripts/deps.sh" || { echo "0 passed, 1 failed"; exit 1; }
+
+say "builds"
+user_ok=0 asan_ok=0
+build_case "build: userspace (gcc -Werror)" make -s -C "$REPO" user && user_ok=1
+mapfile -t KVERS < <("$REPO/scripts/kver.sh" --all)
+for v in "${KVERS[@]}"; do
+	build_case "build: sluice_blk.ko for $v" make -s -C "$REPO" kmod-one KV="$v"
+done
+build_case "build: userspace with ASan+UBSan" bash -c "
+	{ [ -f '$B/asan/build.ninja' ] || meson setup -Db_sanitize=address,undefined -Db_lundef=false \
+		--buildtype=debug -Dwerror=true '$B/asan' '$REPO'; } && ninja -C '$B/asan'" && asan_ok=1
+build_case "build: userspace with clang -Wthread-safety -Werror" bash -c "
+	{ [ -f '$B/clang/build.ninja' ] || CC=clang meson setup --buildtype=debugoptimized -Dwerror=true \
+		'$B/clang' '$REPO'; } && ninja -C '$B/clang'"
+for want in 6.1 6.12; do
+	nb=$((nb + 1))
+	if "$REPO/scripts/kver.sh" "$want" >/dev/null 2>&1; then
+		echo "ok $nb a $want kernel with headers is installed" >>"$C/build.body"
+	else
+		echo "not ok $nb a $want kernel with headers is installed" >>"$C/build.body"
+	fi
+done
+{ printf 'TAP version 13\n1..%d\n' "$nb"; cat "$C/build.body"; } >"$C/build.ktap"
+cat "$C/build.ktap"
+
+summary=(--ktap "builds=$C/build.ktap")
+
+say "unit tests"
+if [ "$user_ok" -eq 1 ]; then
+	meson test -C "$B" --num-processes "$JOBS" --print-errorlogs
+	summary+=(--meson "unit=$B/meson-logs/testlog.json")
+fi
+if [ "$asan_ok" -eq 1 ]; then
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C "$B/asan" --num-processes "$JOBS" --print-errorlogs
+	summary+=(--meson "unit-asan=$B/asan/meson-logs/testlog.json")
+fi
+
+# The lab suites, once per kernel.  A lab that did not boot or run counts as a failure.
+for v in "${KVERS[@]}"; do
+	say "lab suites on $v"
+	[ -f "$B/kmod/$v/sluice_blk.ko" ] || { summary+=(--lab "lab-$v=/nonexistent/module-not-built"); continue; }
+	"$REPO/tests/lab/lab.sh" --kver "$v" -- tests/lab/run_suites.sh
+	st=$?
+	found=0
+	for f in "$B/lab/$v/out/ktap/"*.ktap; do
+		[ -f "$f" ] || continue
+		s=$(basename "$f" .ktap)
+		cp "$f" "$C/lab-$v-$s.ktap"
+		summary+=(--lab "lab $v $s=$C/lab-$v-$s.ktap")
+		found=1
+	done
+	if [ "$st" -eq 125 ] || [ "$found" -eq 0 ]; then
+		printf 'TAP version 13\n1..1\nnot ok 1 the lab ran the suites on %s (status %d)\n' "$v" "$st" \
+			>"$C/lab-$v-boot.ktap"
+		summary+=(--lab "lab $v boot=$C/lab-$v-boot.ktap")
+	fi
+done
+
+# The harness must catch a broken module: a sluice_blk.ko whose init fails makes the kmod suite fail.
+say "harness self-test: a module whose init fails"
+v=${KVERS[-1]}
+bk=$B/kmod-broken/$v
+mkdir -p "$bk"
+ln -sf "$REPO"/tests/kmod/broken_init/* "$bk/"
+hs="ok 1 a module whose init fails makes the kmod suite fail"
+if ! make -s -C "/lib/modules/$v/build" M="$bk" modules >"$C/broken-build.log" 2>&1; then
+	hs="not ok 1 a module whose init fails makes the kmod suite fail # could not build it"
+else
+	"$REPO/tests/lab/lab.sh" --kver "$v" --kmod "$bk/sluice_blk.ko" -- 'make -s -C tests/kmod run_tests' \
+		>"$C/broken-lab.log" 2>&1
+	st=$?
+	if [ "$st" -eq 0 ]; then
+		hs="not ok 1 a module whose init fails makes the kmod suite fail # the suite passed"
+	elif [ "$st" -eq 125 ] || ! grep -q '^not ok' "$C/broken-lab.log"; then
+		hs="not ok 1 a module whose init fails makes the kmod suite fail # lab status $st"
+	fi
+fi
+printf 'TAP version 13\n1..1\n%s\n' "$hs" | tee "$C/harness.ktap"
+summary+=(--ktap "harness=$C/harness.ktap")
+
+say "summary ($(($(date +%s) - T0)) s)"
+python3 "$REPO/tests/lib/ktap_summary.py" "${summary[@]}"

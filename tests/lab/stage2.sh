@@ -1,0 +1,39 @@
+#!/bin/bash
+# SPDX-License-Identifier: GPL-2.0
+# stage2.sh - runs in the lab guest, chrooted into the host's root: load kvm + sluice_blk, prepare scratch, run the command.
+set -u
+# shellcheck disable=SC1091
+. "$LAB_OUT/lab.env" || { echo "lab: error: cannot read $LAB_OUT/lab.env"; exit 1; }
+: "${LAB_REPO:?}" "${LAB_OUT:?}" "${LAB_KVER:?}" "${LAB_CMD:?}"
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8
+export SLUICE_LAB=1 SLUICE_LAB_OUT=$LAB_OUT SLUICE_LAB_KVER=$LAB_KVER SLUICE_LAB_SCRATCH=/run/scratch
+export SLUICE_LAB_KMOD=$LAB_KMOD
+err() { echo "lab: error: $*" | tee -a "$LAB_OUT/lab-error" >&2; }
+
+for m in kvm kvm_amd; do
+	modprobe "$m" || err "modprobe $m failed: /dev/kvm will be missing"
+done
+
+dev=
+for s in /sys/block/vd*; do
+	[ "$(cat "$s/serial" 2>/dev/null)" = sluice-scratch ] && dev=/dev/${s##*/}
+done
+mkdir -p /run/scratch
+if [ -n "$dev" ] && modprobe ext4 && mkfs.ext4 -q -F -O ^has_journal "$dev" && mount "$dev" /run/scratch; then
+	:
+else
+	err "the scratch disk could not be prepared"
+fi
+
+if [ -n "$LAB_KMOD" ]; then
+	insmod "$LAB_KMOD" || err "insmod $LAB_KMOD failed"
+fi
+
+cd "$LAB_REPO" || exit 1
+ulimit -l unlimited
+bash -c "$LAB_CMD" </dev/null
+rc=$?
+dmesg >"$LAB_OUT/dmesg" 2>/dev/null
+echo "$rc" >"$LAB_OUT/rc"
+sync
