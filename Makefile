@@ -42,7 +42,7 @@ kmod-one: FORCE
 	@test -e /lib/modules/$(KV)/build/Makefile || \
 		{ echo "kmod: no headers for $(KV) in /lib/modules/$(KV)/build (run 'make deps')" >&2; exit 1; }
 	@mkdir -p $(BUILD)/kmod/$(KV)
-	@for f in $(REPO)/kmod/*; do ln -sf $$f $(BUILD)/kmod/$(KV)/; done
+	@for f in $(REPO)/kmod/* $(REPO)/include/sluice/*.c; do ln -sf $$f $(BUILD)/kmod/$(KV)/; done
 	$(MAKE) -C /lib/modules/$(KV)/build M=$(BUILD)/kmod/$(KV) SLUICE_ROOT=$(REPO) modules
 
 deps:

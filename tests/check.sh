@@ -72,6 +72,33 @@ if [ "$asan_ok" -eq 1 ]; then
 	summary+=(--meson "unit-asan=$B/asan/meson-logs/testlog.json")
 fi
 
+# Fuzzers: libFuzzer (clang, ASan+UBSan), each for a bounded time.
+say "fuzzers (${FUZZ_SECONDS:=30} s each)"
+mkdir -p "$B/fuzz"
+nf=0
+: >"$C/fuzz.body"
+for src in "$REPO"/tests/fuzz/fuzz_*.c; do
+	name=$(basename "$src" .c)
+	nf=$((nf + 1))
+	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE \
+		-I"$REPO/include" -I"$REPO/include/uapi" "$src" "$REPO/include/sluice/vq_walk.c" \
+		-o "$B/fuzz/$name" >"$C/$name.log" 2>&1; then
+		echo "not ok $nf $name # does not build" >>"$C/fuzz.body"
+		continue
+	fi
+	mkdir -p "$B/fuzz/$name.corpus"
+	if "$B/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 "$B/fuzz/$name.corpus" \
+		>>"$C/$name.log" 2>&1; then
+		echo "ok $nf $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$C/$name.log" |
+			grep -o '[0-9]*$') inputs)" >>"$C/fuzz.body"
+	else
+		tail -n 40 "$C/$name.log" | sed 's/^/# /' >>"$C/fuzz.body"
+		echo "not ok $nf $name # crashed: see $C/$name.log" >>"$C/fuzz.body"
+	fi
+done
+{ printf 'TAP version 13\n1..%d\n' "$nf"; cat "$C/fuzz.body"; } | tee "$C/fuzz.ktap"
+summary+=(--ktap "fuzz=$C/fuzz.ktap")
+
 # The lab suites, once per kernel.  A lab that did not boot or run counts as a failure.
 for v in "${KVERS[@]}"; do
 	say "lab suites on $v"
