@@ -91,11 +91,14 @@ bool sluice_aio_poll(struct sluice_aio_ctx *ctx, bool blocking);
 
 /* Any thread: make a sleeping sluice_aio_poll(@ctx, true) return (no write when nobody sleeps). */
 void sluice_aio_notify(struct sluice_aio_ctx *ctx);
+/* Any thread (test hook): how many times @ctx's wake-up eventfd has been written. */
+unsigned long sluice_aio_ctx_notify_count(const struct sluice_aio_ctx *ctx);
 
 /*
  * Main thread: a GSource that dispatches @ctx from a GLib main loop (one fd:
  * the loop's internal epoll fd).  The context takes a reference; the GSource
- * is owned by the ctx and destroyed by sluice_aio_ctx_free().
+ * is owned by the ctx and destroyed by sluice_aio_ctx_free().  The pointer
+ * returned is borrowed: g_source_attach() it, do not unref it.
  */
 GSource *sluice_aio_get_g_source(struct sluice_aio_ctx *ctx);
 

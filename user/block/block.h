@@ -83,7 +83,19 @@ struct sluice_bds {
 
 	unsigned int in_flight;			/* atomic: requests inside this node */
 	unsigned int quiesce_counter;		/* atomic: > 0 while drained */
+
+	/* Private to block.c / block-backend.c. */
+	int64_t total_bytes;			/* cached length (open, truncate, getlength) */
+	struct sluice_co_rwlock rmw_lock;	/* with request_alignment > 1: RMW writer vs other writes */
+	struct sluice_blk *blk;			/* the backend whose root this is, or NULL (main thread) */
 };
+
+/*
+ * The main thread's loop: the ctx current on the thread that first calls
+ * this (or a new one, "main", made current there).  New nodes start in it.
+ * Main thread.
+ */
+struct sluice_aio_ctx *sluice_block_main_ctx(void);
 
 /* Main thread.  Open @filename with format @fmt ("raw", "file", later "qcow2"; NULL probes). */
 struct sluice_bds *sluice_bds_open(const char *filename, const char *fmt, int flags, char **errp);
@@ -129,6 +141,16 @@ extern struct sluice_co_rwlock sluice_graph_lock;
  * the calling coroutine's thread (which must be the node's ctx thread).
  */
 struct sluice_blk;
+
+/* Request types, as reported by the blk_req_start / blk_req_done USDT probes. */
+enum sluice_blk_op {
+	SLUICE_BLK_OP_READ = 0,
+	SLUICE_BLK_OP_WRITE = 1,
+	SLUICE_BLK_OP_FLUSH = 2,
+	SLUICE_BLK_OP_DISCARD = 3,
+	SLUICE_BLK_OP_WRITE_ZEROES = 4,
+	SLUICE_BLK_OP_TRUNCATE = 5,
+};
 
 struct sluice_blk *sluice_blk_new_open(const char *filename, const char *fmt, int flags, char **errp);
 void sluice_blk_unref(struct sluice_blk *blk);

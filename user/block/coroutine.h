@@ -56,10 +56,10 @@ unsigned long sluice_co_alive(void);
  */
 struct TSA_CAPABILITY("mutex") sluice_co_mutex {
 	/* private */
-	unsigned int locked;		/* holder + waiters, atomic */
-	struct sluice_co *holder;
+	unsigned int locked;		/* 1 while held (handed over, not released, to a waiter); under wait_lock */
+	struct sluice_co *holder;	/* under wait_lock */
 	struct sluice_co_waiter *head, *tail;	/* FIFO, under wait_lock */
-	int wait_lock;			/* spinlock for the FIFO */
+	int wait_lock;			/* spinlock guarding the fields above */
 };
 
 void sluice_co_mutex_init(struct sluice_co_mutex *m);

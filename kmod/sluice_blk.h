@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* sluice_blk.h - sluice_blk.ko internals: the disk, its queues, its requests, and what the .c files share. */
+#ifndef SLUICE_BLK_INTERNAL_H
+#define SLUICE_BLK_INTERNAL_H
+
+#include <linux/cpumask.h>
+#include <linux/eventfd.h>
+#include <linux/fs.h>
+#include <linux/kobject.h>
+#include <linux/llist.h>
+#include <linux/mutex.h>
+#include <linux/poll.h>
+#include <linux/sched.h>
+#include <linux/uio.h>
+#include <linux/version.h>
+#include <linux/wait.h>
+#include <uapi/linux/sluice_blk.h>
+
+#include "vq_walk.h"
+
+/* Requests a queue starts before it lets completions and other work run (vhost's weight). */
+#define SLUICE_BLK_WEIGHT		256
+/* Buffers in one request's chain, header and status included. */
+#define SLUICE_BLK_MAX_SEGS		130
+
+struct sluice_blk_disk;
+
+/* The memory table, replaced as a whole (RCU). */
+struct sluice_blk_memtable {
+	struct rcu_head rcu;
+	u32 nregions;
+	struct sluice_blk_mem_region regions[];
+};
+
+/* One in-flight request: from pop to used-ring entry. */
+struct sluice_blk_req {
+	struct sluice_blk_queue *q;
+	struct llist_node done_node;	/* on q->done when complete */
+	struct kiocb iocb;
+	struct iov_iter iter;
+	u16 head;
+	u32 type;
+	u64 sector;
+	u32 data_len;			/* bytes of data buffers */
+	u32 written;			/* bytes written into the guest (used len) */
+	void __user *status;		/* the status byte */
+	u8 status_val;
+	bool is_write;
+	bool direct;
+	ktime_t start;
+	unsigned int nr_iov;
+	struct iovec iov[SLUICE_BLK_MAX_SEGS];
+};
+
+/* One virtqueue served by one worker thread. */
+struct sluice_blk_queue {
+	struct sluice_blk_disk *disk;
+	u32 index;
+	u16 num;			/* queue size, 0 until SET_VRING_NUM */
+	u16 last_avail;			/* next avail entry to pop (worker) */
+	u16 used_idx;			/* next used entry to write (worker) */
+	u16 signalled_used;		/* used idx at the last signal (EVENT_IDX) */
+	bool signalled_used_valid;
+	u64 desc_gpa, avail_gpa, used_gpa;
+	void __user *desc, *avail, *used;	/* ring addresses in the owner's mm */
+	bool enabled;
+	bool broken;			/* malformed chain seen: stopped until reset */
+	bool throttled;			/* stopped popping at num in flight (worker) */
+
+	struct eventfd_ctx *kick, *call, *err;
+	struct file *kick_file;
+	wait_queue_entry_t kick_wait;	/* on the kick eventfd's wait queue */
+	wait_queue_head_t *kick_wqh;
+	poll_table kick_pt;
+
+	struct task_struct *worker;
+	unsigned long work;		/* bit 0: the avail ring may have news */
+	struct llist_head done;		/* completed requests, pushed from any context */
+	atomic_t inflight;
+	atomic_t completing;		/* completions between llist_add and wake_up_process */
+	wait_queue_head_t idle_wq;	/* woken when inflight drops to 0 */
+	struct mutex cpu_lock;		/* cpus and worker for sysfs; nests inside disk->lock */
+	cpumask_var_t cpus;		/* where the worker may run (sysfs cpu) */
+
+	struct sluice_vq_seg segs[SLUICE_BLK_MAX_SEGS];	/* worker scratch for one chain */
+	struct iovec tr[SLUICE_BLK_MAX_SEGS];		/* worker scratch: its buffers translated */
+
+	struct kobject kobj;		/* /sys/class/sluice_blk/<disk>/queues/<index> */
+	bool kobj_added;
+
+	/* counters, read lock-free by sysfs and GET_STATS */
+	atomic64_t completed, errors, unsupported, kicks, signals, bytes_read, bytes_written;
+};
+
+/* One open of /dev/sluice-blk. */
+struct sluice_blk_disk {
+	struct mutex lock;		/* ioctls, sysfs registration */
+	struct mm_struct *mm;		/* owner's mm (mmgrab) */
+	struct task_struct *owner;
+	struct sluice_blk_memtable __rcu *mem;
+	u64 features;			/* accepted by the driver */
+	struct file *backend;
+	u64 capacity;			/* bytes */
+	bool readonly;
+	char name[32];
+	char serial[20];
+	struct device *dev;		/* the sysfs class device, once a backend is set */
+	struct kobject *queues_kobj;
+	struct sluice_blk_queue queues[SLUICE_BLK_MAX_QUEUES];
+};
+
+/* sluice_blk_mem.c */
+extern const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops;
+void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len);
+int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg);
+void sluice_blk_free_mem_table(struct sluice_blk_disk *disk);
+
+/* sluice_blk_queue.c */
+int sluice_blk_queue_start(struct sluice_blk_queue *q);
+void sluice_blk_queue_stop(struct sluice_blk_queue *q);
+void sluice_blk_queue_complete(struct sluice_blk_req *req);
+void sluice_blk_queue_break(struct sluice_blk_queue *q, const char *why);
+int sluice_blk_queue_set_cpus(struct sluice_blk_queue *q, const struct cpumask *mask);
+
+/* sluice_blk_io.c */
+void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_seg *segs,
+			   unsigned int nsegs, u32 out_bytes, u32 in_bytes);
+u64 sluice_blk_features(void);
+
+/* sluice_blk_sysfs.c */
+int sluice_blk_sysfs_init(void);
+void sluice_blk_sysfs_exit(void);
+int sluice_blk_sysfs_add_disk(struct sluice_blk_disk *disk);
+int sluice_blk_sysfs_add_queue(struct sluice_blk_queue *q);
+void sluice_blk_sysfs_del_disk(struct sluice_blk_disk *disk);
+
+/* eventfd_signal() lost its count argument in 6.8. */
+static inline void sluice_blk_eventfd_signal(struct eventfd_ctx *ctx)
+{
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 8, 0)
+	eventfd_signal(ctx);
+#else
+	eventfd_signal(ctx, 1);
+#endif
+}
+
+#endif /* SLUICE_BLK_INTERNAL_H */

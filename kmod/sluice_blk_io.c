@@ -1,0 +1,269 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sluice_blk_io.c - virtio-blk requests: parse a chain, submit kiocbs (IOCB_DIRECT where possible), complete them. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/blkdev.h>
+#include <linux/fs.h>
+#include <linux/falloc.h>
+#include <linux/uaccess.h>
+#include <linux/uio.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include "sluice_blk.h"
+#include "sluice_blk_trace.h"
+
+#define SLUICE_BLK_SECTOR_SHIFT	9
+
+/* Process context.  Feature bits the module serves (the VMM offers a subset to the guest). */
+u64 sluice_blk_features(void)
+{
+	return (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+	       (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_SEG_MAX) |
+	       (1ULL << VIRTIO_BLK_F_BLK_SIZE) | (1ULL << VIRTIO_BLK_F_FLUSH) |
+	       (1ULL << VIRTIO_BLK_F_TOPOLOGY) | (1ULL << VIRTIO_BLK_F_MQ) |
+	       (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES) |
+	       (1ULL << VIRTIO_BLK_F_RO);
+}
+
+/* Any context.  Finish @req with @status after @written bytes went to the guest. */
+static void sluice_blk_finish(struct sluice_blk_req *req, u8 status, u32 written)
+{
+	req->status_val = status;
+	req->written = written;
+	sluice_blk_queue_complete(req);
+}
+
+/* Any context (often the block layer's completion IRQ): a read or write kiocb is done. */
+static void sluice_blk_rw_done(struct kiocb *iocb, long ret)
+{
+	struct sluice_blk_req *req = container_of(iocb, struct sluice_blk_req, iocb);
+
+	if (req->is_write && S_ISREG(file_inode(iocb->ki_filp)->i_mode))
+		kiocb_end_write(iocb);
+	if (ret == req->data_len)
+		sluice_blk_finish(req, VIRTIO_BLK_S_OK, req->is_write ? 1 : req->data_len + 1);
+	else
+		sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
+}
+
+/* Worker.  Are all buffers and the offset aligned for O_DIRECT on @file? */
+static bool sluice_blk_dio_aligned(const struct sluice_blk_req *req, struct file *file)
+{
+	unsigned int mask = 511, i;
+
+	if (S_ISBLK(file_inode(file)->i_mode))
+		mask = bdev_logical_block_size(I_BDEV(file->f_mapping->host)) - 1;
+	if (req->sector & (mask >> SLUICE_BLK_SECTOR_SHIFT))
+		return false;
+	for (i = 0; i < req->nr_iov; i++)
+		if (((unsigned long)req->iov[i].iov_base | req->iov[i].iov_len) & mask)
+			return false;
+	return true;
+}
+
+/* Worker.  Submit a read or write; completes through sluice_blk_rw_done(). */
+static void sluice_blk_submit_rw(struct sluice_blk_req *req)
+{
+	struct file *file = req->q->disk->backend;
+	bool direct = (file->f_mode & FMODE_CAN_ODIRECT) && sluice_blk_dio_aligned(req, file);
+	ssize_t ret;
+
+retry:
+	init_sync_kiocb(&req->iocb, file);
+	req->iocb.ki_pos = req->sector << SLUICE_BLK_SECTOR_SHIFT;
+	req->iocb.ki_complete = sluice_blk_rw_done;
+	if (direct)
+		req->iocb.ki_flags |= IOCB_DIRECT;
+	req->direct = direct;
+	iov_iter_init(&req->iter, req->is_write ? ITER_SOURCE : ITER_DEST, req->iov, req->nr_iov,
+		      req->data_len);
+	if (req->is_write) {
+		if (S_ISREG(file_inode(file)->i_mode))
+			kiocb_start_write(&req->iocb);
+		req->iocb.ki_flags |= IOCB_WRITE;
+		ret = file->f_op->write_iter(&req->iocb, &req->iter);
+	} else {
+		ret = file->f_op->read_iter(&req->iocb, &req->iter);
+	}
+	if (ret == -EIOCBQUEUED)
+		return;
+	if (ret == -EINVAL && direct) {
+		/* The filesystem refused O_DIRECT for this request: go through the page cache. */
+		if (req->is_write && S_ISREG(file_inode(file)->i_mode))
+			kiocb_end_write(&req->iocb);
+		direct = false;
+		goto retry;
+	}
+	sluice_blk_rw_done(&req->iocb, ret);
+}
+
+/* Worker.  DISCARD / WRITE_ZEROES: an array of virtio_blk_discard_write_zeroes in the data buffers. */
+static u8 sluice_blk_discard_zeroes(struct sluice_blk_req *req)
+{
+	struct sluice_blk_disk *disk = req->q->disk;
+	struct virtio_blk_discard_write_zeroes seg;
+	struct iov_iter it;
+	u32 i, n;
+
+	if (disk->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (!req->data_len || req->data_len % sizeof(seg))
+		return VIRTIO_BLK_S_UNSUPP;
+	n = req->data_len / sizeof(seg);
+	iov_iter_init(&it, ITER_SOURCE, req->iov, req->nr_iov, req->data_len);
+	for (i = 0; i < n; i++) {
+		u64 sector, bytes;
+		u32 flags;
+		int mode, ret;
+
+		if (copy_from_iter(&seg, sizeof(seg), &it) != sizeof(seg))
+			return VIRTIO_BLK_S_IOERR;
+		sector = le64_to_cpu(seg.sector);
+		bytes = (u64)le32_to_cpu(seg.num_sectors) << SLUICE_BLK_SECTOR_SHIFT;
+		flags = le32_to_cpu(seg.flags);
+		if (req->type == VIRTIO_BLK_T_DISCARD) {
+			if (flags)
+				return VIRTIO_BLK_S_UNSUPP;
+			mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+		} else {
+			if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
+				return VIRTIO_BLK_S_UNSUPP;
+			mode = (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ?
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE :
+			       FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		}
+		if (sector > disk->capacity >> SLUICE_BLK_SECTOR_SHIFT ||
+		    bytes > disk->capacity - (sector << SLUICE_BLK_SECTOR_SHIFT))
+			return VIRTIO_BLK_S_IOERR;
+		if (!bytes)
+			continue;
+		ret = vfs_fallocate(disk->backend, mode, sector << SLUICE_BLK_SECTOR_SHIFT, bytes);
+		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_WRITE_ZEROES &&
+		    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
+			ret = vfs_fallocate(disk->backend, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+					    sector << SLUICE_BLK_SECTOR_SHIFT, bytes);
+		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_DISCARD)
+			continue;	/* discard is advisory */
+		if (ret)
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/*
+ * Worker.  Point req->iov at the data buffers: the @n translated buffers in
+ * @src minus @skip leading bytes (the header) and @drop trailing bytes (the status).
+ */
+static void sluice_blk_data_iov(struct sluice_blk_req *req, const struct iovec *src, unsigned int n,
+				u32 skip, u32 drop)
+{
+	u32 total = 0, i;
+
+	req->nr_iov = 0;
+	for (i = 0; i < n; i++)
+		total += src[i].iov_len;
+	total -= skip + drop;
+	req->data_len = total;
+	for (i = 0; i < n && total; i++) {
+		size_t len = src[i].iov_len;
+		char __user *base = src[i].iov_base;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		base += skip;
+		len -= skip;
+		skip = 0;
+		if (len > total)
+			len = total;
+		req->iov[req->nr_iov].iov_base = base;
+		req->iov[req->nr_iov].iov_len = len;
+		req->nr_iov++;
+		total -= len;
+	}
+}
+
+/*
+ * Worker.  Parse the chain (@segs, walked and validated) into a request and start it.
+ * Every outcome ends in sluice_blk_queue_complete() except a chain without a
+ * header or status byte, which breaks the queue (the request is dropped).
+ */
+void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_seg *segs,
+			   unsigned int nsegs, u32 out_bytes, u32 in_bytes)
+{
+	struct sluice_blk_queue *q = req->q;
+	struct sluice_blk_disk *disk = q->disk;
+	struct iovec *tr = q->tr;
+	struct virtio_blk_outhdr hdr;
+	unsigned int i, nout = 0;
+	struct iov_iter it;
+	u64 bytes;
+	u8 status;
+
+	for (i = 0; i < nsegs; i++) {
+		tr[i].iov_base = sluice_blk_gpa_to_user(disk, segs[i].gpa, segs[i].len);
+		tr[i].iov_len = segs[i].len;
+		if (!tr[i].iov_base)
+			goto out_malformed;
+		if (!segs[i].write)
+			nout++;
+	}
+	if (out_bytes < sizeof(hdr) || in_bytes < 1)
+		goto out_malformed;
+	iov_iter_init(&it, ITER_SOURCE, tr, nout, out_bytes);
+	if (copy_from_iter(&hdr, sizeof(hdr), &it) != sizeof(hdr))
+		goto out_malformed;
+	req->type = le32_to_cpu(hdr.type);
+	req->sector = le64_to_cpu(hdr.sector);
+	req->status = (u8 __user *)tr[nsegs - 1].iov_base + tr[nsegs - 1].iov_len - 1;
+
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_GET_ID:
+		sluice_blk_data_iov(req, tr + nout, nsegs - nout, 0, 1);
+		break;
+	default:
+		sluice_blk_data_iov(req, tr, nout, sizeof(hdr), 0);
+		break;
+	}
+	trace_req_start(disk->name, q->index, req->head, req->type, req->sector, req->data_len);
+
+	switch (req->type) {
+	case VIRTIO_BLK_T_IN:
+	case VIRTIO_BLK_T_OUT:
+		req->is_write = req->type == VIRTIO_BLK_T_OUT;
+		bytes = req->data_len;
+		if ((req->is_write && disk->readonly) || bytes % 512 ||
+		    req->sector > disk->capacity >> SLUICE_BLK_SECTOR_SHIFT ||
+		    bytes > disk->capacity - (req->sector << SLUICE_BLK_SECTOR_SHIFT))
+			return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
+		if (!bytes)
+			return sluice_blk_finish(req, VIRTIO_BLK_S_OK, 1);
+		return sluice_blk_submit_rw(req);
+	case VIRTIO_BLK_T_FLUSH:
+		status = vfs_fsync(disk->backend, 1) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		return sluice_blk_finish(req, status, 1);
+	case VIRTIO_BLK_T_GET_ID: {
+		u32 n = min_t(u32, req->data_len, VIRTIO_BLK_ID_BYTES);
+
+		iov_iter_init(&it, ITER_DEST, req->iov, req->nr_iov, n);
+		if (copy_to_iter(disk->serial, n, &it) != n)
+			return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
+		return sluice_blk_finish(req, VIRTIO_BLK_S_OK, n + 1);
+	}
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		return sluice_blk_finish(req, sluice_blk_discard_zeroes(req), 1);
+	default:
+		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);
+	}
+
+out_malformed:
+	/* No status byte to answer through: the chain is malformed and the queue stops. */
+	sluice_blk_queue_break(q, "request without header or status byte");
+	atomic_dec(&q->inflight);
+	kfree(req);
+}

@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sluice_blk_mem.c - the guest memory table: guest physical ranges to the owner's user addresses, bounds-checked. */
+#include <linux/overflow.h>
+#include <linux/rcupdate.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "sluice_blk.h"
+
+/*
+ * Any context.  The user address of [@gpa, @gpa + @len) if it lies inside one
+ * region of the table, else NULL.  The result is only meaningful to a thread
+ * using the owner's mm (the queue workers).
+ */
+void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len)
+{
+	struct sluice_blk_memtable *mt;
+	void __user *uaddr = NULL;
+	u32 i;
+
+	rcu_read_lock();
+	mt = rcu_dereference(disk->mem);
+	for (i = 0; mt && i < mt->nregions; i++) {
+		const struct sluice_blk_mem_region *r = &mt->regions[i];
+
+		if (gpa >= r->guest_phys_addr && len <= r->memory_size &&
+		    gpa - r->guest_phys_addr <= r->memory_size - len) {
+			uaddr = u64_to_user_ptr(r->userspace_addr + (gpa - r->guest_phys_addr));
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return uaddr;
+}
+
+/* Walker callbacks (worker thread, owner's mm in use). */
+static bool sluice_blk_mem_valid(void *opaque, __u64 gpa, __u64 len)
+{
+	return sluice_blk_gpa_to_user(opaque, gpa, len) != NULL;
+}
+
+static int sluice_blk_mem_read(void *opaque, __u64 gpa, void *dst, __u32 len)
+{
+	void __user *src = sluice_blk_gpa_to_user(opaque, gpa, len);
+
+	if (!src || copy_from_user(dst, src, len))
+		return -EFAULT;
+	return 0;
+}
+
+const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops = {
+	.read	= sluice_blk_mem_read,
+	.valid	= sluice_blk_mem_valid,
+};
+
+/* Process context (SET_MEM_TABLE ioctl), disk->lock held.  Validates, then replaces the table under RCU. */
+int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg)
+{
+	struct sluice_blk_mem_table hdr;
+	struct sluice_blk_memtable *mt, *old;
+	u32 i, j;
+
+	if (copy_from_user(&hdr, arg, sizeof(hdr)))
+		return -EFAULT;
+	if (!hdr.nregions || hdr.nregions > SLUICE_BLK_MAX_REGIONS || hdr.reserved)
+		return -EINVAL;
+	mt = kzalloc(struct_size(mt, regions, hdr.nregions), GFP_KERNEL);
+	if (!mt)
+		return -ENOMEM;
+	mt->nregions = hdr.nregions;
+	if (copy_from_user(mt->regions, (u8 __user *)arg + sizeof(hdr),
+			   hdr.nregions * sizeof(mt->regions[0]))) {
+		kfree(mt);
+		return -EFAULT;
+	}
+	for (i = 0; i < mt->nregions; i++) {
+		const struct sluice_blk_mem_region *r = &mt->regions[i];
+		u64 end;
+
+		if (!r->memory_size || r->reserved ||
+		    check_add_overflow(r->guest_phys_addr, r->memory_size - 1, &end) ||
+		    check_add_overflow(r->userspace_addr, r->memory_size - 1, &end) ||
+		    !access_ok(u64_to_user_ptr(r->userspace_addr), r->memory_size))
+			goto out_invalid;
+		for (j = 0; j < i; j++) {
+			const struct sluice_blk_mem_region *o = &mt->regions[j];
+
+			if (r->guest_phys_addr <= o->guest_phys_addr + o->memory_size - 1 &&
+			    o->guest_phys_addr <= r->guest_phys_addr + r->memory_size - 1)
+				goto out_invalid;	/* overlapping guest ranges */
+		}
+	}
+	old = rcu_replace_pointer(disk->mem, mt, lockdep_is_held(&disk->lock));
+	if (old)
+		kfree_rcu(old, rcu);
+	return 0;
+
+out_invalid:
+	kfree(mt);
+	return -EINVAL;
+}
+
+/* Process context (release / reset), no queue running. */
+void sluice_blk_free_mem_table(struct sluice_blk_disk *disk)
+{
+	struct sluice_blk_memtable *old = rcu_replace_pointer(disk->mem, NULL, true);
+
+	if (old)
+		kfree_rcu(old, rcu);
+}

@@ -1,0 +1,370 @@
+// SPDX-License-Identifier: GPL-2.0
+/* sluice_blk_queue.c - one worker per virtqueue: kick wake-ups, the vhost-style kick loop, used ring and signals. */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kthread.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+#include <linux/virtio_ring.h>
+#include <linux/virtio_config.h>
+
+#include <linux/sched/task.h>
+#include <linux/virtio_blk.h>
+
+#include "sluice_blk.h"
+#define CREATE_TRACE_POINTS
+#include "sluice_blk_trace.h"
+
+static unsigned int weight = SLUICE_BLK_WEIGHT;
+module_param(weight, uint, 0644);
+MODULE_PARM_DESC(weight, "requests a queue pops before letting completions run (default 256)");
+
+/* Ring layouts (virtio 1.x 2.7.6 and 2.7.8), all little-endian. */
+struct sluice_blk_avail {
+	__le16 flags;
+	__le16 idx;
+	__le16 ring[];		/* then: __le16 used_event */
+};
+
+struct sluice_blk_used_elem {
+	__le32 id;
+	__le32 len;
+};
+
+struct sluice_blk_used {
+	__le16 flags;
+	__le16 idx;
+	struct sluice_blk_used_elem ring[];	/* then: __le16 avail_event */
+};
+
+static bool sluice_blk_event_idx(const struct sluice_blk_queue *q)
+{
+	return q->disk->features & (1ULL << VIRTIO_RING_F_EVENT_IDX);
+}
+
+/* Worker.  Mark the queue broken: the VMM sees it on the err eventfd and puts the device in NEEDS_RESET. */
+void sluice_blk_queue_break(struct sluice_blk_queue *q, const char *why)
+{
+	pr_warn_ratelimited("%s: queue %u stopped: %s\n", q->disk->name, q->index, why);
+	q->broken = true;
+	if (q->err)
+		sluice_blk_eventfd_signal(q->err);
+}
+
+/* Worker.  Ask the driver to kick us again (after the ring was found empty). */
+static int sluice_blk_enable_notify(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_used __user *used = q->used;
+
+	if (sluice_blk_event_idx(q))
+		return put_user(cpu_to_le16(q->last_avail), (__le16 __user *)&used->ring[q->num]);
+	return put_user(cpu_to_le16(0), &used->flags);
+}
+
+/* Worker.  We are polling the ring: kicks are useless until we sleep again. */
+static int sluice_blk_disable_notify(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_used __user *used = q->used;
+
+	if (sluice_blk_event_idx(q))
+		return 0;	/* the event index stays behind: no kick */
+	return put_user(cpu_to_le16(VRING_USED_F_NO_NOTIFY), &used->flags);
+}
+
+/* Worker.  Tell the driver about new used entries, once per batch, if it wants to hear. */
+static void sluice_blk_signal(struct sluice_blk_queue *q, u16 old)
+{
+	struct sluice_blk_avail __user *avail = q->avail;
+	__le16 v;
+	bool need;
+
+	/* Our used idx store before reading the driver's event/flags; pairs with the mb in virtqueue_enable_cb. */
+	smp_mb();
+	if (sluice_blk_event_idx(q)) {
+		if (get_user(v, &avail->ring[q->num]))
+			return sluice_blk_queue_break(q, "cannot read used_event");
+		need = sluice_vq_need_event(le16_to_cpu(v), q->used_idx, old);
+	} else {
+		if (get_user(v, &avail->flags))
+			return sluice_blk_queue_break(q, "cannot read avail flags");
+		need = !(le16_to_cpu(v) & VRING_AVAIL_F_NO_INTERRUPT);
+	}
+	if (need && q->call) {
+		sluice_blk_eventfd_signal(q->call);
+		atomic64_inc(&q->signals);
+	}
+}
+
+/* Any context (kiocb completion may be an IRQ).  Hand a finished request to its worker. */
+void sluice_blk_queue_complete(struct sluice_blk_req *req)
+{
+	struct sluice_blk_queue *q = req->q;
+
+	/* The worker may exit as soon as it reaped us: stop waits for 'completing' to drop (it holds a task ref). */
+	atomic_inc(&q->completing);
+	llist_add(&req->done_node, &q->done);
+	wake_up_process(q->worker);
+	atomic_dec(&q->completing);
+}
+
+/* Worker.  Write status bytes and used entries for every finished request, then signal once. */
+static void sluice_blk_reap(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_used __user *used = q->used;
+	struct llist_node *list = llist_del_all(&q->done);
+	struct sluice_blk_req *req, *tmp;
+	u16 old = q->used_idx;
+	int n = 0;
+
+	if (!list)
+		return;
+	list = llist_reverse_order(list);
+	llist_for_each_entry_safe(req, tmp, list, done_node) {
+		struct sluice_blk_used_elem e = {
+			.id = cpu_to_le32(req->head),
+			.len = cpu_to_le32(req->written),
+		};
+
+		if (put_user(req->status_val, (u8 __user *)req->status) ||
+		    copy_to_user(&used->ring[q->used_idx % q->num], &e, sizeof(e)))
+			sluice_blk_queue_break(q, "cannot write the used ring");
+		q->used_idx++;
+		n++;
+		atomic64_inc(&q->completed);
+		if (req->status_val == VIRTIO_BLK_S_IOERR)
+			atomic64_inc(&q->errors);
+		else if (req->status_val == VIRTIO_BLK_S_UNSUPP)
+			atomic64_inc(&q->unsupported);
+		else if (req->type == VIRTIO_BLK_T_IN)
+			atomic64_add(req->data_len, &q->bytes_read);
+		else if (req->type == VIRTIO_BLK_T_OUT)
+			atomic64_add(req->data_len, &q->bytes_written);
+		trace_req_done(q->disk->name, q->index, req->head, req->type, req->sector,
+			       req->data_len, req->status_val,
+			       ktime_to_ns(ktime_sub(ktime_get(), req->start)));
+		kfree(req);
+		atomic_dec(&q->inflight);
+	}
+	/* Used elements before the index; pairs with the driver's rmb after it reads used->idx. */
+	smp_wmb();
+	if (put_user(cpu_to_le16(q->used_idx), &used->idx))
+		sluice_blk_queue_break(q, "cannot write used idx");
+	sluice_blk_signal(q, old);
+	if (q->throttled && atomic_read(&q->inflight) < q->num) {
+		q->throttled = false;
+		set_bit(0, &q->work);
+	}
+	if (!atomic_read(&q->inflight))
+		wake_up_all(&q->idle_wq);
+}
+
+/* Worker.  Pop one chain and start its request; false when the queue broke. */
+static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
+{
+	struct sluice_vq_ring vq = {
+		.size = q->num,
+		.indirect = q->disk->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC),
+		.desc_gpa = q->desc_gpa,
+		.ops = &sluice_blk_vq_mem_ops,
+		.opaque = q->disk,
+	};
+	struct sluice_blk_req *req;
+	enum sluice_vq_err err;
+	unsigned int nsegs;
+	u32 out, in;
+
+	err = sluice_vq_walk_chain(&vq, head, q->segs, SLUICE_BLK_MAX_SEGS, &nsegs, &out, &in);
+	if (err) {
+		sluice_blk_queue_break(q, sluice_vq_strerror(err));
+		return false;
+	}
+	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	if (!req) {
+		sluice_blk_queue_break(q, "out of memory");
+		return false;
+	}
+	req->q = q;
+	req->head = head;
+	req->start = ktime_get();
+	atomic_inc(&q->inflight);
+	sluice_blk_req_submit(req, q->segs, nsegs, out, in);
+	return !q->broken;
+}
+
+/*
+ * Worker.  The kick loop: notifications off, pop everything, notifications on
+ * and check again before sleeping.  At most @weight requests per call, so
+ * completions (and other queues on this CPU) get their turn.
+ */
+static void sluice_blk_handle_kick(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_avail __user *avail = q->avail;
+	unsigned int budget = weight ? weight : SLUICE_BLK_WEIGHT;
+	enum sluice_vq_err err;
+	__le16 v;
+	int pending;
+
+	if (sluice_blk_disable_notify(q))
+		return sluice_blk_queue_break(q, "cannot write used flags");
+	while (!q->broken) {
+		if (get_user(v, &avail->idx))
+			return sluice_blk_queue_break(q, "cannot read avail idx");
+		pending = sluice_vq_avail_pending(le16_to_cpu(v), q->last_avail, q->num, &err);
+		if (pending < 0)
+			return sluice_blk_queue_break(q, sluice_vq_strerror(err));
+		if (!pending) {
+			if (sluice_blk_enable_notify(q))
+				return sluice_blk_queue_break(q, "cannot write used flags");
+			/* Enable before re-reading idx; pairs with the mb in the driver's virtqueue_kick_prepare. */
+			smp_mb();
+			if (get_user(v, &avail->idx))
+				return sluice_blk_queue_break(q, "cannot read avail idx");
+			if (le16_to_cpu(v) == q->last_avail)
+				return;
+			sluice_blk_disable_notify(q);
+			continue;
+		}
+		/* Ring entries after the index; pairs with the driver's wmb before it publishes avail->idx. */
+		smp_rmb();
+		while (pending--) {
+			/*
+			 * A driver cannot have more than num requests in flight; one that
+			 * re-posts heads anyway is throttled here, so memory stays bounded.
+			 * The reap that brings inflight back under num resumes us.
+			 */
+			if (atomic_read(&q->inflight) >= q->num) {
+				q->throttled = true;
+				return;
+			}
+			if (!budget--) {
+				set_bit(0, &q->work);	/* more to do: come back after the completions */
+				return;
+			}
+			if (get_user(v, &avail->ring[q->last_avail % q->num]))
+				return sluice_blk_queue_break(q, "cannot read the avail ring");
+			q->last_avail++;
+			if (!sluice_blk_pop(q, le16_to_cpu(v)))
+				return;
+		}
+	}
+}
+
+/* Worker thread: serve one queue with the owner's mm until stopped and idle. */
+static int sluice_blk_worker(void *data)
+{
+	struct sluice_blk_queue *q = data;
+
+	kthread_use_mm(q->disk->mm);
+	for (;;) {
+		set_current_state(TASK_INTERRUPTIBLE);
+		if (kthread_should_stop() && !atomic_read(&q->inflight) && llist_empty(&q->done)) {
+			__set_current_state(TASK_RUNNING);
+			break;
+		}
+		if (!test_bit(0, &q->work) && llist_empty(&q->done)) {
+			schedule();
+			continue;
+		}
+		__set_current_state(TASK_RUNNING);
+		sluice_blk_reap(q);
+		if (test_and_clear_bit(0, &q->work) && !q->broken && !kthread_should_stop())
+			sluice_blk_handle_kick(q);
+		sluice_blk_reap(q);
+		cond_resched();
+	}
+	kthread_unuse_mm(q->disk->mm);
+	return 0;
+}
+
+/* Any context (eventfd_signal on the kick eventfd, e.g. KVM's ioeventfd): wake the worker. */
+static int sluice_blk_kick_wakeup(wait_queue_entry_t *wait, unsigned int mode, int sync, void *key)
+{
+	struct sluice_blk_queue *q = container_of(wait, struct sluice_blk_queue, kick_wait);
+	__poll_t mask = key_to_poll(key);
+
+	if (!(mask & EPOLLIN))
+		return 0;
+	atomic64_inc(&q->kicks);
+	set_bit(0, &q->work);
+	wake_up_process(q->worker);
+	return 0;
+}
+
+/* Process context (vfs_poll from queue start): hook our wait entry on the kick eventfd. */
+static void sluice_blk_kick_queue_proc(struct file *file, wait_queue_head_t *wqh, poll_table *pt)
+{
+	struct sluice_blk_queue *q = container_of(pt, struct sluice_blk_queue, kick_pt);
+
+	q->kick_wqh = wqh;
+	add_wait_queue(wqh, &q->kick_wait);
+}
+
+/* Process context (ioctl), disk->lock held.  Start the worker and listen to kicks. */
+int sluice_blk_queue_start(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_disk *disk = q->disk;
+	struct task_struct *t;
+	__poll_t mask;
+	__le16 v;
+
+	if (q->worker)
+		return 0;
+	if (!q->num || !q->desc || !q->kick_file || !disk->backend || !disk->mm)
+		return -EINVAL;
+	/* Called by the owner (ioctl): its mm is current.  Resume where the used ring stands. */
+	if (get_user(v, &((struct sluice_blk_used __user *)q->used)->idx))
+		return -EFAULT;
+	q->used_idx = le16_to_cpu(v);
+	q->broken = false;
+	q->signalled_used_valid = false;
+	t = kthread_create(sluice_blk_worker, q, "sluice-blk-%s/%u", disk->name, q->index);
+	if (IS_ERR(t))
+		return PTR_ERR(t);
+	get_task_struct(t);	/* late wake-ups from completions stay safe after it exits */
+	mutex_lock(&q->cpu_lock);
+	set_cpus_allowed_ptr(t, q->cpus);
+	q->worker = t;
+	mutex_unlock(&q->cpu_lock);
+	init_waitqueue_func_entry(&q->kick_wait, sluice_blk_kick_wakeup);
+	init_poll_funcptr(&q->kick_pt, sluice_blk_kick_queue_proc);
+	q->kick_wqh = NULL;
+	set_bit(0, &q->work);	/* look at the ring once: kicks may predate us */
+	wake_up_process(t);
+	mask = vfs_poll(q->kick_file, &q->kick_pt);
+	if (mask & EPOLLIN)
+		sluice_blk_kick_wakeup(&q->kick_wait, 0, 0, poll_to_key(EPOLLIN));
+	q->enabled = true;
+	return 0;
+}
+
+/* Process context (ioctl, release), disk->lock held.  Stop listening, let in-flight requests finish, stop the worker. */
+void sluice_blk_queue_stop(struct sluice_blk_queue *q)
+{
+	if (!q->worker)
+		return;
+	if (q->kick_wqh)
+		remove_wait_queue(q->kick_wqh, &q->kick_wait);
+	q->kick_wqh = NULL;
+	q->enabled = false;
+	mutex_lock(&q->cpu_lock);
+	kthread_stop(q->worker);	/* returns once inflight reached 0 and all were reaped */
+	while (atomic_read(&q->completing))
+		cpu_relax();
+	put_task_struct(q->worker);
+	q->worker = NULL;
+	mutex_unlock(&q->cpu_lock);
+}
+
+/* Process context (sysfs store), takes q->cpu_lock.  Move the worker at once; remembered for later starts. */
+int sluice_blk_queue_set_cpus(struct sluice_blk_queue *q, const struct cpumask *mask)
+{
+	int ret = 0;
+
+	mutex_lock(&q->cpu_lock);
+	cpumask_copy(q->cpus, mask);
+	if (q->worker)
+		ret = set_cpus_allowed_ptr(q->worker, mask);
+	mutex_unlock(&q->cpu_lock);
+	return ret;
+}

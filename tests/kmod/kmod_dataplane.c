@@ -1,0 +1,859 @@
+// SPDX-License-Identifier: GPL-2.0
+/* kmod_dataplane.c - lab test: play the guest driver over shared memory + eventfds against sluice_blk.ko's queues. */
+#include <dirent.h>
+#include <endian.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/falloc.h>
+#include <linux/sluice_blk.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
+
+#include "ktap.h"
+
+#define DEV		"/dev/" SLUICE_BLK_DEVICE_NAME
+#define QNUM		128
+#define SLOTS		(QNUM / 4)		/* 4 descriptors per request slot */
+#define RAM_A_GPA	0x0ULL
+#define RAM_B_GPA	0x40000000ULL
+#define RAM_SIZE	(8u << 20)
+#define DESC_GPA	0x1000ULL
+#define AVAIL_GPA	0x2000ULL
+#define USED_GPA	0x3000ULL
+#define HDR_GPA(s)	(0x10000ULL + (s) * 64)	/* 16-byte header, status at +32 */
+#define IND_GPA(s)	(0x20000ULL + (s) * 256)	/* an indirect table per slot */
+#define DATA_GPA(s)	(RAM_B_GPA + (uint64_t)(s) * 0x40000)	/* 256 KiB per slot */
+#define IMG_SIZE	(64u << 20)
+
+/* struct sluice_blk_mem_table with room for two regions (same layout as its flexible array). */
+struct mem_table2 {
+	struct {
+		__u32 nregions;
+		__u32 reserved;
+	} t;
+	struct sluice_blk_mem_region r[2];
+};
+_Static_assert(sizeof(((struct mem_table2 *)0)->t) == sizeof(struct sluice_blk_mem_table),
+	       "mem_table2 must match struct sluice_blk_mem_table");
+
+/* One disk played by this process: its fd, guest RAM, rings and eventfds. */
+struct drv {
+	int fd, kick, call, err;
+	uint8_t *ram_a, *ram_b;
+	struct vring_desc *desc;
+	struct vring_avail *avail;
+	struct vring_used *used;
+	uint16_t avail_idx, used_seen;
+	uint64_t features;
+	char name[32];
+	int img;
+};
+
+static const char *scratch_dir(void)
+{
+	const char *s = getenv("SLUICE_LAB_SCRATCH");
+
+	return s && *s ? s : ".";
+}
+
+static void *gpa(struct drv *d, uint64_t g)
+{
+	if (g >= RAM_B_GPA)
+		return d->ram_b + (g - RAM_B_GPA);
+	return d->ram_a + g;
+}
+
+static int open_image(const char *name, unsigned int size)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s.img", scratch_dir(), name);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0 || ftruncate(fd, size) < 0)
+		return -1;
+	return fd;
+}
+
+/* Open and fully set up a disk with one queue; returns 0 or -errno (diagnosed). */
+static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_t flags)
+{
+	struct mem_table2 mt = { .t.nregions = 2 };
+	struct sluice_blk_backend b = { .flags = flags };
+	struct sluice_blk_vring_state num = { 0, QNUM }, base = { 0, 0 }, en = { 0, 1 };
+	struct sluice_blk_vring_addr addr = { .index = 0, .desc_gpa = DESC_GPA,
+					      .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };
+	struct sluice_blk_vring_file f;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->name, sizeof(d->name), "%s", name);
+	d->features = features;
+	d->fd = open(DEV, O_RDWR | O_CLOEXEC);
+	d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	d->ram_b = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->err = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	d->img = open_image(name, IMG_SIZE);
+	if (d->fd < 0 || d->ram_a == MAP_FAILED || d->ram_b == MAP_FAILED || d->kick < 0 ||
+	    d->call < 0 || d->err < 0 || d->img < 0) {
+		ktap_diag("setup of %s: %s", name, strerror(errno));
+		return -errno;
+	}
+	d->desc = gpa(d, DESC_GPA);
+	d->avail = gpa(d, AVAIL_GPA);
+	d->used = gpa(d, USED_GPA);
+	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)d->ram_a, 0 };
+	mt.r[1] = (struct sluice_blk_mem_region){ RAM_B_GPA, RAM_SIZE, (uintptr_t)d->ram_b, 0 };
+	b.fd = d->img;
+	snprintf(b.name, sizeof(b.name), "%s", name);
+	memcpy(b.serial, "sluice-serial-0001xy", 20);
+
+#define SETUP_IOCTL(req, arg)								\
+	do {										\
+		if (ioctl(d->fd, req, arg) < 0) {					\
+			ktap_diag("%s: %s: %s", name, #req, strerror(errno));		\
+			return -errno;							\
+		}									\
+	} while (0)
+	SETUP_IOCTL(SLUICE_BLK_SET_OWNER, NULL);
+	SETUP_IOCTL(SLUICE_BLK_SET_MEM_TABLE, &mt);
+	SETUP_IOCTL(SLUICE_BLK_SET_FEATURES, &d->features);
+	SETUP_IOCTL(SLUICE_BLK_SET_BACKEND, &b);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_NUM, &num);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ADDR, &addr);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_BASE, &base);
+	f = (struct sluice_blk_vring_file){ 0, d->kick };
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_KICK, &f);
+	f.fd = d->call;
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_CALL, &f);
+	f.fd = d->err;
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ERR, &f);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ENABLE, &en);
+	return 0;
+}
+
+static void drv_close(struct drv *d)
+{
+	if (d->fd >= 0)
+		close(d->fd);
+	close(d->kick);
+	close(d->call);
+	close(d->err);
+	close(d->img);
+	munmap(d->ram_a, RAM_SIZE);
+	munmap(d->ram_b, RAM_SIZE);
+	d->fd = -1;
+}
+
+static void set_desc(struct vring_desc *t, unsigned int i, uint64_t addr, uint32_t len,
+		     uint16_t flags, uint16_t next)
+{
+	t[i].addr = htole64(addr);
+	t[i].len = htole32(len);
+	t[i].flags = htole16(flags);
+	t[i].next = htole16(next);
+}
+
+/* Post head @head on the avail ring and kick. */
+static void drv_post(struct drv *d, uint16_t head)
+{
+	uint64_t one = 1;
+
+	d->avail->ring[d->avail_idx % QNUM] = htole16(head);
+	d->avail_idx++;
+	/* ring entry before idx; pairs with the module's smp_rmb after it reads avail->idx */
+	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (write(d->kick, &one, sizeof(one)) != sizeof(one))
+		ktap_diag("kick: %s", strerror(errno));
+}
+
+/*
+ * Build request slot @s: header, optional data buffer (@len bytes at DATA_GPA(s)),
+ * status; through an indirect table when @indirect.  Returns the head.
+ */
+static uint16_t drv_req(struct drv *d, unsigned int s, uint32_t type, uint64_t sector, uint32_t len,
+			bool indirect)
+{
+	struct virtio_blk_outhdr *h = gpa(d, HDR_GPA(s));
+	struct vring_desc *t = indirect ? gpa(d, IND_GPA(s)) : d->desc;
+	unsigned int base = indirect ? 0 : s * 4, n = 0;
+	bool dev_writes = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+
+	h->type = htole32(type);
+	h->ioprio = 0;
+	h->sector = htole64(sector);
+	*(uint8_t *)gpa(d, HDR_GPA(s) + 32) = 0xee;
+	set_desc(t, base + n, HDR_GPA(s), 16, VRING_DESC_F_NEXT, (uint16_t)(base + n + 1));
+	n++;
+	if (len) {
+		set_desc(t, base + n, DATA_GPA(s), len,
+			 VRING_DESC_F_NEXT | (dev_writes ? VRING_DESC_F_WRITE : 0), (uint16_t)(base + n + 1));
+		n++;
+	}
+	set_desc(t, base + n, HDR_GPA(s) + 32, 1, VRING_DESC_F_WRITE, 0);
+	if (indirect)
+		set_desc(d->desc, s * 4, IND_GPA(s), (n + 1) * 16, VRING_DESC_F_INDIRECT, 0);
+	return (uint16_t)(s * 4);
+}
+
+static uint8_t drv_status(struct drv *d, unsigned int s)
+{
+	return *(volatile uint8_t *)gpa(d, HDR_GPA(s) + 32);
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Wait until @n more used entries appeared (10 s max); returns how many did. */
+static unsigned int drv_wait(struct drv *d, unsigned int n)
+{
+	double end = now_s() + 10;
+	unsigned int got = 0;
+
+	for (;;) {
+		uint16_t idx = le16toh(__atomic_load_n(&d->used->idx, __ATOMIC_ACQUIRE));
+		struct pollfd p = { .fd = d->call, .events = POLLIN };
+		uint64_t v;
+
+		got = (uint16_t)(idx - d->used_seen);
+		if (got >= n || now_s() > end)
+			break;
+		/* with EVENT_IDX: ask for a signal at the next used entry */
+		*(volatile uint16_t *)&d->avail->ring[QNUM] = htole16(idx);
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (poll(&p, 1, 100) > 0 && read(d->call, &v, sizeof(v)) < 0)
+			break;
+	}
+	d->used_seen = (uint16_t)(d->used_seen + got);
+	return got;
+}
+
+/* Run one request in slot 0 synchronously; returns its status byte, or -1 on timeout. */
+static int drv_run(struct drv *d, uint32_t type, uint64_t sector, uint32_t len, bool indirect)
+{
+	drv_post(d, drv_req(d, 0, type, sector, len, indirect));
+	if (drv_wait(d, 1) != 1)
+		return -1;
+	return drv_status(d, 0);
+}
+
+static int get_stats(struct drv *d, struct sluice_blk_queue_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	return ioctl(d->fd, SLUICE_BLK_GET_STATS, st);
+}
+
+static bool err_signalled(struct drv *d)
+{
+	struct pollfd p = { .fd = d->err, .events = POLLIN };
+
+	return poll(&p, 1, 3000) == 1;
+}
+
+static uint64_t default_features(void)
+{
+	return (1ULL << VIRTIO_F_VERSION_1) | (1ULL << VIRTIO_RING_F_INDIRECT_DESC) |
+	       (1ULL << VIRTIO_RING_F_EVENT_IDX) | (1ULL << VIRTIO_BLK_F_FLUSH) |
+	       (1ULL << VIRTIO_BLK_F_DISCARD) | (1ULL << VIRTIO_BLK_F_WRITE_ZEROES);
+}
+
+static int sysfs_read(const char *disk, const char *attr, char *buf, size_t len)
+{
+	char path[256];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/sys/class/sluice_blk/%s/%s", disk, attr);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n < 0)
+		return -errno;
+	buf[n] = '\0';
+	if (n && buf[n - 1] == '\n')
+		buf[n - 1] = '\0';
+	return 0;
+}
+
+static int sysfs_write(const char *disk, const char *attr, const char *val)
+{
+	char path[256];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "/sys/class/sluice_blk/%s/%s", disk, attr);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+/* ---- cases ---- */
+
+static enum ktap_result setup_rejects_bad_arguments(void)
+{
+	struct mem_table2 mt = { .t.nregions = 2 };
+	struct sluice_blk_vring_state st = { 0, 100 };
+	struct sluice_blk_backend b = { .name = "bad" };
+	uint64_t feat = 1ULL << 63;
+	int fd, pfd[2], img;
+	uint8_t *ram;
+
+	KTAP_SYSCALL(fd = open(DEV, O_RDWR | O_CLOEXEC));
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EINVAL,
+		    "mem table before SET_OWNER accepted");
+	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_OWNER));
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_OWNER) < 0 && errno == EBUSY, "second SET_OWNER");
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	mt.r[0] = (struct sluice_blk_mem_region){ 0, RAM_SIZE, (uintptr_t)ram, 0 };
+	mt.r[1] = (struct sluice_blk_mem_region){ RAM_SIZE / 2, RAM_SIZE, (uintptr_t)ram, 0 };
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EINVAL, "overlap");
+	mt.t.nregions = 0;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EINVAL, "0 regions");
+	mt.t.nregions = 1;
+	mt.r[0].memory_size = 0;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EINVAL, "empty region");
+	mt.r[0].memory_size = RAM_SIZE;
+	mt.r[0].guest_phys_addr = ~0ULL - 4096;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EINVAL, "wrapping region");
+	mt.r[0].guest_phys_addr = 0;
+	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_MEM_TABLE, &mt));
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_FEATURES, &feat) < 0 && errno == EINVAL, "unknown feature");
+	feat = 0;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_FEATURES, &feat) < 0 && errno == EINVAL, "no VERSION_1");
+	b.fd = 999;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EBADF, "bad fd");
+	KTAP_SYSCALL(pipe(pfd));
+	b.fd = pfd[0];
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EINVAL, "pipe as backend");
+	img = open_image("badargs", 1 << 20);
+	b.fd = img;
+	strcpy(b.name, "a/b");
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EINVAL, "name with /");
+	strcpy(b.name, "badargs");
+	b.capacity = 2 << 20;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EINVAL, "capacity > file");
+	b.capacity = 0;
+	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b));
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EBUSY, "second backend");
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_NUM, &st) < 0 && errno == EINVAL, "num 100");
+	st.index = SLUICE_BLK_MAX_QUEUES;
+	st.num = 64;
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_NUM, &st) < 0 && errno == EINVAL, "queue 16");
+	st.index = 0;
+	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_VRING_NUM, &st));
+	{
+		struct sluice_blk_vring_addr a = { .index = 0, .desc_gpa = RAM_SIZE - 16,
+						   .avail_gpa = 0x2000, .used_gpa = 0x3000 };
+		struct sluice_blk_vring_state en = { 0, 1 };
+		struct sluice_blk_vring_file kf = { 0, pfd[0] };
+
+		KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_ADDR, &a) < 0 && errno == EINVAL,
+			    "desc table past RAM");
+		a.desc_gpa = 0x1008;
+		KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_ADDR, &a) < 0 && errno == EINVAL,
+			    "misaligned desc");
+		KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_KICK, &kf) < 0 && errno == EINVAL,
+			    "pipe as kick eventfd");
+		KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_ENABLE, &en) < 0 && errno == EINVAL,
+			    "enable without rings");
+	}
+	KTAP_EXPECT(ioctl(fd, _IOW(SLUICE_BLK_IOC_MAGIC, 0x7f, int), 0) < 0 && errno == ENOTTY, "ENOTTY");
+	close(pfd[0]);
+	close(pfd[1]);
+	close(img);
+	close(fd);
+	munmap(ram, RAM_SIZE);
+	return KTAP_PASS;
+}
+
+static enum ktap_result not_owner_is_refused(void)
+{
+	struct sluice_blk_vring_state st = { 0, 64 };
+	int fd, status;
+	pid_t pid;
+
+	KTAP_SYSCALL(fd = open(DEV, O_RDWR | O_CLOEXEC));
+	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_OWNER));
+	pid = fork();
+	if (pid == 0)
+		_exit(ioctl(fd, SLUICE_BLK_SET_VRING_NUM, &st) < 0 && errno == EPERM ? 0 : 1);
+	waitpid(pid, &status, 0);
+	close(fd);
+	KTAP_EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "another mm changed the disk");
+	return KTAP_PASS;
+}
+
+/* Random reads and writes in flight together; the image and the guest agree with a shadow. */
+static enum ktap_result rw_against_shadow(void)
+{
+	static uint8_t shadow[IMG_SIZE];
+	struct sluice_blk_queue_stats st;
+	unsigned int round, s, total = 0;
+	struct drv d;
+	char buf[64];
+	uint8_t *file;
+
+	KTAP_EXPECT(drv_setup(&d, "rw0", default_features(), 0) == 0, "setup");
+	memset(shadow, 0, sizeof(shadow));
+	srand(7);
+	for (round = 0; round < 40; round++) {
+		uint64_t sec[SLOTS];
+		uint32_t len[SLOTS];
+		bool wr[SLOTS];
+
+		/* non-overlapping slots per round: slot s owns a 2 MiB stripe */
+		for (s = 0; s < SLOTS; s++) {
+			len[s] = (uint32_t)(1 + rand() % 128) * 512;
+			sec[s] = ((uint64_t)s * (2 << 20) + (uint64_t)(rand() % 2048) * 512) / 512;
+			wr[s] = rand() % 2;
+			if (wr[s]) {
+				uint8_t *p = gpa(&d, DATA_GPA(s));
+				uint32_t i;
+
+				for (i = 0; i < len[s]; i++)
+					p[i] = (uint8_t)rand();
+				memcpy(shadow + sec[s] * 512, p, len[s]);
+			}
+			drv_post(&d, drv_req(&d, s, wr[s] ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, sec[s],
+					     len[s], rand() % 2));
+		}
+		KTAP_EXPECT(drv_wait(&d, SLOTS) == SLOTS, "round %u: completions missing", round);
+		total += SLOTS;
+		for (s = 0; s < SLOTS; s++) {
+			KTAP_EXPECT(drv_status(&d, s) == VIRTIO_BLK_S_OK, "round %u slot %u status %u",
+				    round, s, drv_status(&d, s));
+			if (!wr[s])
+				KTAP_EXPECT(!memcmp(gpa(&d, DATA_GPA(s)), shadow + sec[s] * 512, len[s]),
+					    "round %u slot %u: read data differs", round, s);
+		}
+	}
+	file = mmap(NULL, IMG_SIZE, PROT_READ, MAP_SHARED, d.img, 0);
+	KTAP_EXPECT(file != MAP_FAILED, "mmap image");
+	KTAP_EXPECT(!memcmp(file, shadow, IMG_SIZE), "image differs from the shadow");
+	munmap(file, IMG_SIZE);
+	KTAP_SYSCALL(get_stats(&d, &st));
+	KTAP_EXPECT(st.completed == total && st.inflight == 0 && !st.errors && !st.broken,
+		    "stats: completed %llu inflight %llu errors %llu", (unsigned long long)st.completed,
+		    (unsigned long long)st.inflight, (unsigned long long)st.errors);
+	KTAP_EXPECT(!sysfs_read("rw0", "queues/0/completed", buf, sizeof(buf)) && atoi(buf) == (int)total,
+		    "sysfs completed '%s', expected %u", buf, total);
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+static enum ktap_result flush_getid_discard_zeroes(void)
+{
+	struct virtio_blk_discard_write_zeroes *dz;
+	struct stat before, after;
+	struct drv d;
+	uint8_t *p;
+	int i;
+
+	KTAP_EXPECT(drv_setup(&d, "ops0", default_features(), 0) == 0, "setup");
+	p = gpa(&d, DATA_GPA(0));
+	memset(p, 0xab, 1 << 20);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 0, 1 << 18, false) == VIRTIO_BLK_S_OK, "write");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_FLUSH, 0, 0, false) == VIRTIO_BLK_S_OK, "flush");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_GET_ID, 0, 20, false) == VIRTIO_BLK_S_OK, "get id");
+	KTAP_EXPECT(!memcmp(p, "sluice-serial-0001xy", 20), "serial '%.20s'", (char *)p);
+	KTAP_EXPECT(le32toh(d.used->ring[(d.used_seen - 1) % QNUM].len) == 21, "get id used len");
+
+	fsync(d.img);
+	fstat(d.img, &before);
+	dz = (void *)p;
+	dz->sector = htole64(0);
+	dz->num_sectors = htole32(256);	/* 128 KiB */
+	dz->flags = 0;
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_DISCARD, 0, 16, false) == VIRTIO_BLK_S_OK, "discard");
+	fstat(d.img, &after);
+	KTAP_EXPECT(after.st_blocks < before.st_blocks, "discard freed nothing (%lld -> %lld blocks)",
+		    (long long)before.st_blocks, (long long)after.st_blocks);
+	KTAP_EXPECT(lseek(d.img, 0, SEEK_HOLE) == 0, "no hole at 0");
+
+	dz->sector = htole64(256);
+	dz->num_sectors = htole32(8);
+	dz->flags = 0;
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 16, false) == VIRTIO_BLK_S_OK, "wz");
+	memset(p, 0x55, 8192);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 260, 8192, false) == VIRTIO_BLK_S_OK, "read back");
+	for (i = 0; i < 8192; i++) {
+		uint8_t want = i < 4 * 512 ? 0 : 0xab;	/* sectors 260-263 zeroed, 264- still 0xab */
+
+		KTAP_EXPECT(p[i] == want, "byte %d is 0x%x, expected 0x%x", i, p[i], want);
+	}
+	dz->flags = htole32(VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_DISCARD, 0, 16, false) == VIRTIO_BLK_S_UNSUPP,
+		    "discard with UNMAP flag");
+	KTAP_EXPECT(drv_run(&d, 0x1234, 0, 0, false) == VIRTIO_BLK_S_UNSUPP, "unknown type");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, IMG_SIZE / 512 - 1, 1024, false) == VIRTIO_BLK_S_IOERR,
+		    "read across the end");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, ~0ULL >> 1, 512, false) == VIRTIO_BLK_S_IOERR,
+		    "huge sector");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 100, false) == VIRTIO_BLK_S_IOERR,
+		    "length not a multiple of 512");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+static enum ktap_result readonly_disk(void)
+{
+	struct drv d;
+
+	KTAP_EXPECT(drv_setup(&d, "ro0", default_features(), SLUICE_BLK_BACKEND_F_READONLY) == 0, "setup");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 0, 4096, false) == VIRTIO_BLK_S_IOERR, "write on RO");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_FLUSH, 0, 0, false) == VIRTIO_BLK_S_OK, "flush on RO");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+static enum ktap_result without_event_idx(void)
+{
+	uint64_t f = default_features() & ~(1ULL << VIRTIO_RING_F_EVENT_IDX);
+	struct sluice_blk_queue_stats st;
+	struct drv d;
+	int i;
+
+	KTAP_EXPECT(drv_setup(&d, "noevt0", f, 0) == 0, "setup");
+	for (i = 0; i < 50; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, i % 2) == VIRTIO_BLK_S_OK,
+			    "read %d", i);
+	KTAP_SYSCALL(get_stats(&d, &st));
+	KTAP_EXPECT(st.signals >= 1 && st.kicks >= 1, "signals %llu kicks %llu",
+		    (unsigned long long)st.signals, (unsigned long long)st.kicks);
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+/* One malformed chain per kind: the queue breaks, the err eventfd fires, a healthy disk carries on. */
+static enum ktap_result attack_cases(void)
+{
+	static const char *const names[] = {
+		"loop", "nested indirect", "indirect length 17", "head >= size", "avail jump",
+		"zero length", "outside RAM", "readable after writable", "no status byte",
+	};
+	struct sluice_blk_queue_stats st;
+	struct drv healthy, d;
+	unsigned int k;
+
+	KTAP_EXPECT(drv_setup(&healthy, "healthy0", default_features(), 0) == 0, "setup healthy");
+	for (k = 0; k < sizeof(names) / sizeof(names[0]); k++) {
+		char name[32];
+		struct vring_desc *ind;
+
+		snprintf(name, sizeof(name), "attack%u", k);
+		KTAP_EXPECT(drv_setup(&d, name, default_features(), 0) == 0, "setup %s", name);
+		ind = gpa(&d, IND_GPA(0));
+		drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false);
+		switch (k) {
+		case 0:
+			d.desc[2].next = htole16(1);	/* 0 -> 1 -> 2 -> 1 ... */
+			d.desc[2].flags = htole16(VRING_DESC_F_WRITE | VRING_DESC_F_NEXT);
+			break;
+		case 1:
+			drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, true);
+			set_desc(ind, 1, IND_GPA(1), 32, VRING_DESC_F_INDIRECT, 0);
+			break;
+		case 2:
+			set_desc(d.desc, 0, IND_GPA(0), 17, VRING_DESC_F_INDIRECT, 0);
+			break;
+		case 3:
+			d.avail->ring[0] = htole16(QNUM);
+			d.avail_idx = 1;
+			__atomic_store_n(&d.avail->idx, htole16(1), __ATOMIC_RELEASE);
+			break;
+		case 4:
+			d.avail_idx = QNUM + 1;
+			__atomic_store_n(&d.avail->idx, htole16(QNUM + 1), __ATOMIC_RELEASE);
+			break;
+		case 5:
+			d.desc[1].len = 0;
+			break;
+		case 6:
+			d.desc[1].addr = htole64(RAM_B_GPA + RAM_SIZE - 2048);
+			break;
+		case 7:
+			d.desc[1].flags = htole16(VRING_DESC_F_NEXT);	/* readable after... */
+			d.desc[0].flags = htole16(VRING_DESC_F_NEXT | VRING_DESC_F_WRITE);
+			break;
+		case 8:
+			d.desc[0].flags = 0;		/* header only: no status byte */
+			break;
+		}
+		if (k == 3 || k == 4) {
+			uint64_t one = 1;
+
+			if (write(d.kick, &one, 8) != 8)
+				return KTAP_FAIL;
+		} else {
+			drv_post(&d, 0);
+		}
+		KTAP_EXPECT(err_signalled(&d), "%s: no error signalled", names[k]);
+		KTAP_SYSCALL(get_stats(&d, &st));
+		KTAP_EXPECT(st.broken && st.completed == 0, "%s: broken %u completed %llu", names[k],
+			    st.broken, (unsigned long long)st.completed);
+		KTAP_EXPECT(drv_run(&healthy, VIRTIO_BLK_T_IN, k, 4096, false) == VIRTIO_BLK_S_OK,
+			    "healthy disk after %s", names[k]);
+		drv_close(&d);
+	}
+	drv_close(&healthy);
+	return KTAP_PASS;
+}
+
+static enum ktap_result stop_and_restart(void)
+{
+	struct sluice_blk_vring_state s = { 0, 0 }, en = { 0, 1 };
+	struct drv d;
+	int i;
+
+	KTAP_EXPECT(drv_setup(&d, "restart0", default_features(), 0) == 0, "setup");
+	for (i = 0; i < 5; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read");
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_GET_VRING_BASE, &s));
+	KTAP_EXPECT(s.num == 5, "base %u after 5 requests", s.num);
+	/* stopped: a posted request is not served */
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
+	usleep(200000);
+	KTAP_EXPECT(le16toh(d.used->idx) == 5, "a stopped queue served a request");
+	s.num = 5;
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_VRING_BASE, &s));
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_VRING_ENABLE, &en));
+	KTAP_EXPECT(drv_wait(&d, 1) == 1, "the pending request was not served after restart");
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read after restart");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+static int count_workers(void)
+{
+	struct dirent *e;
+	int n = 0;
+	DIR *dir = opendir("/proc");
+
+	while (dir && (e = readdir(dir))) {
+		char path[300], comm[64] = "";
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		if (read(fd, comm, sizeof(comm) - 1) > 0 && !strncmp(comm, "sluice-blk-", 11))
+			n++;
+		close(fd);
+	}
+	if (dir)
+		closedir(dir);
+	return n;
+}
+
+static bool wait_no_workers(void)
+{
+	int i;
+
+	for (i = 0; i < 100 && count_workers(); i++)
+		usleep(50000);
+	if (count_workers())
+		system("for p in /proc/[0-9]*; do case $(cat $p/comm) in sluice-blk-*) echo \"# left: $(cat $p/comm) $(cat $p/stat | cut -d' ' -f3)\"; cat $p/stack | sed 's/^/#   /';; esac; done");
+	return !count_workers();
+}
+
+static enum ktap_result close_with_requests_in_flight(void)
+{
+	unsigned int s, round;
+	struct drv d;
+
+	for (round = 0; round < 5; round++) {
+		KTAP_EXPECT(drv_setup(&d, "inflight0", default_features(), 0) == 0, "setup");
+		for (s = 0; s < SLOTS; s++)
+			drv_post(&d, drv_req(&d, s, s % 2 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+					     (uint64_t)s * 512, 256 << 10, false));
+		drv_close(&d);	/* at once, with up to 32 x 256 KiB in flight */
+	}
+	KTAP_EXPECT(wait_no_workers(), "%d workers left after close", count_workers());
+	return KTAP_PASS;
+}
+
+static enum ktap_result sigkill_with_requests_in_flight(void)
+{
+	char buf[16] = "";
+	int p[2], status, fd;
+	pid_t pid;
+
+	KTAP_SYSCALL(pipe(p));
+	pid = fork();
+	if (pid == 0) {
+		struct drv d;
+		unsigned int s;
+
+		if (drv_setup(&d, "killed0", default_features(), 0))
+			_exit(1);
+		for (s = 0; s < SLOTS; s++)
+			drv_post(&d, drv_req(&d, s, VIRTIO_BLK_T_OUT, (uint64_t)s * 512, 256 << 10, false));
+		if (write(p[1], "r", 1) != 1)
+			_exit(1);
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	KTAP_EXPECT(read(p[0], buf, 1) == 1, "child did not start");
+	usleep(20000);
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	close(p[0]);
+	KTAP_EXPECT(wait_no_workers(), "%d workers left after SIGKILL", count_workers());
+	fd = open("/sys/module/sluice_blk/refcnt", O_RDONLY | O_CLOEXEC);
+	KTAP_EXPECT(fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0, "refcnt unreadable");
+	close(fd);
+	KTAP_EXPECT(atoi(buf) == 0, "module refcnt %s after the owner died", buf);
+	return KTAP_PASS;
+}
+
+/* Re-post the same head over and over without waiting: inflight stays bounded by the queue size. */
+static enum ktap_result flood_without_completions(void)
+{
+	struct sluice_blk_queue_stats st;
+	unsigned int i, j, max = 0;
+	struct drv d;
+
+	KTAP_EXPECT(drv_setup(&d, "flood0", default_features(), 0) == 0, "setup");
+	drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 256 << 10, false);
+	for (i = 0; i < 200; i++) {
+		for (j = 0; j < QNUM / 2; j++) {
+			d.avail->ring[d.avail_idx % QNUM] = 0;
+			d.avail_idx++;
+		}
+		__atomic_store_n(&d.avail->idx, htole16(d.avail_idx), __ATOMIC_RELEASE);
+		{
+			uint64_t one = 1;
+
+			if (write(d.kick, &one, 8) != 8)
+				return KTAP_FAIL;
+		}
+		KTAP_SYSCALL(get_stats(&d, &st));
+		if (st.inflight > max)
+			max = (unsigned int)st.inflight;
+		KTAP_EXPECT(st.inflight <= QNUM, "inflight %llu > queue size", (unsigned long long)st.inflight);
+		if (st.broken)
+			break;	/* an avail jump is a legitimate reason to stop */
+		usleep(1000);
+	}
+	ktap_diag("max inflight seen: %u (queue size %u)", max, QNUM);
+	drv_close(&d);
+	KTAP_EXPECT(wait_no_workers(), "workers left");
+	return KTAP_PASS;
+}
+
+static int worker_cpus(const char *disk, char *out, size_t len)
+{
+	char buf[64], path[64], line[256];
+	FILE *f;
+
+	if (sysfs_read(disk, "queues/0/worker_pid", buf, sizeof(buf)) || !atoi(buf))
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/status", atoi(buf));
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "Cpus_allowed_list:", 18))
+			sscanf(line + 18, "%63s", out);
+	fclose(f);
+	(void)len;
+	return 0;
+}
+
+static enum ktap_result cpu_knob(void)
+{
+	char buf[64] = "", cpus[64] = "";
+	struct drv d;
+
+	KTAP_SKIP_IF(sysconf(_SC_NPROCESSORS_ONLN) < 2, "needs 2 CPUs");
+	KTAP_EXPECT(drv_setup(&d, "cpu0", default_features(), 0) == 0, "setup");
+	KTAP_EXPECT(!sysfs_write("cpu0", "queues/0/cpu", "1"), "write 1");
+	KTAP_EXPECT(!sysfs_read("cpu0", "queues/0/cpu", buf, sizeof(buf)) && !strcmp(buf, "1"), "read '%s'", buf);
+	KTAP_EXPECT(!worker_cpus("cpu0", cpus, sizeof(cpus)) && !strcmp(cpus, "1"), "worker on '%s'", cpus);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "I/O on cpu 1");
+	KTAP_EXPECT(!sysfs_write("cpu0", "queues/0/cpu", "0"), "write 0");
+	KTAP_EXPECT(!worker_cpus("cpu0", cpus, sizeof(cpus)) && !strcmp(cpus, "0"), "worker on '%s'", cpus);
+	KTAP_EXPECT(sysfs_write("cpu0", "queues/0/cpu", "abc") == -EINVAL, "'abc' accepted");
+	KTAP_EXPECT(sysfs_write("cpu0", "queues/0/cpu", "64") != 0, "offline cpu accepted");
+	KTAP_EXPECT(!sysfs_write("cpu0", "queues/0/cpu", "0-1"), "write 0-1");
+	KTAP_EXPECT(!worker_cpus("cpu0", cpus, sizeof(cpus)) && !strcmp(cpus, "0-1"), "worker on '%s'", cpus);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "I/O after moves");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+static int trace_write(const char *file, const char *val)
+{
+	char path[128];
+	int fd, ret = 0;
+
+	snprintf(path, sizeof(path), "/sys/kernel/tracing/%s", file);
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, val, strlen(val)) < 0)
+		ret = -errno;
+	close(fd);
+	return ret;
+}
+
+static enum ktap_result tracepoints(void)
+{
+	char line[512];
+	int starts = 0, dones = 0, i;
+	struct drv d;
+	FILE *f;
+
+	KTAP_SKIP_IF(access("/sys/kernel/tracing/events/sluice_blk", F_OK), "no tracefs");
+	KTAP_EXPECT(drv_setup(&d, "trace0", default_features(), 0) == 0, "setup");
+	KTAP_EXPECT(!trace_write("trace", "") && !trace_write("events/sluice_blk/enable", "1"), "enable");
+	for (i = 0; i < 10; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, false) == VIRTIO_BLK_S_OK, "io");
+	trace_write("events/sluice_blk/enable", "0");
+	f = fopen("/sys/kernel/tracing/trace", "r");
+	KTAP_EXPECT(f, "open trace");
+	while (fgets(line, sizeof(line), f)) {
+		if (strstr(line, "req_start:") && strstr(line, "disk=trace0"))
+			starts++;
+		if (strstr(line, "req_done:") && strstr(line, "disk=trace0") && strstr(line, "bytes=4096 status=0"))
+			dones++;
+	}
+	fclose(f);
+	drv_close(&d);
+	KTAP_EXPECT(starts == 10 && dones == 10, "%d req_start, %d req_done, expected 10 each", starts, dones);
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(setup_rejects_bad_arguments), KTAP_CASE(not_owner_is_refused),
+	  KTAP_CASE(rw_against_shadow), KTAP_CASE(flush_getid_discard_zeroes), KTAP_CASE(readonly_disk),
+	  KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart),
+	  KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
+	  KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints))

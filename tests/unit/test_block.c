@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: GPL-2.0
+/* test_block.c - unit tests of the block graph and the file driver: open, errors, I/O, discard, zeroes, truncate, O_DIRECT RMW. */
+#include <glib.h>
+#include <sys/stat.h>
+
+#include "block-test.h"
+#include "ktap.h"
+#include "thread-pool.h"
+
+#define MiB (1u << 20)
+
+/* Main thread: create @name with @size bytes and open it as a backend. */
+static struct sluice_blk *open_new(char *path, size_t plen, const char *name, uint64_t size,
+				   const char *fmt, int flags)
+{
+	char *err = NULL;
+	struct sluice_blk *blk;
+
+	bt_path(path, plen, name);
+	if (sluice_bdrv_create(fmt, path, size, NULL, &err) < 0) {
+		ktap_diag("create: %s", err);
+		g_free(err);
+		return NULL;
+	}
+	blk = sluice_blk_new_open(path, fmt, flags, &err);
+	if (!blk) {
+		ktap_diag("open: %s", err);
+		g_free(err);
+	}
+	return blk;
+}
+
+static enum ktap_result open_close_refcount(void)
+{
+	char path[4200], *err = NULL;
+	struct sluice_bds *bs, *raw;
+
+	bt_path(path, sizeof(path), "refcount.img");
+	KTAP_EXPECT(sluice_bdrv_create("file", path, MiB, NULL, &err) == 0, "create: %s", err);
+	bs = sluice_bds_open(path, "file", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(bs, "open: %s", err);
+	KTAP_EXPECT(bs->refcnt == 1 && !bs->read_only && !bs->file, "fresh node state");
+	KTAP_EXPECT(!strcmp(bs->drv->format_name, "file"), "driver %s", bs->drv->format_name);
+	KTAP_EXPECT(sluice_bds_getlength(bs) == MiB, "length %lld", (long long)sluice_bds_getlength(bs));
+	sluice_bds_ref(bs);
+	KTAP_EXPECT(bs->refcnt == 2, "ref");
+	sluice_bds_unref(bs);
+	KTAP_EXPECT(bs->refcnt == 1, "unref");
+	sluice_bds_unref(bs);
+
+	/* NULL format probes: raw over file, read-only without O_RDWR. */
+	raw = sluice_bds_open(path, NULL, 0, &err);
+	KTAP_EXPECT(raw, "open: %s", err);
+	KTAP_EXPECT(!strcmp(raw->drv->format_name, "raw") && raw->file &&
+		    !strcmp(raw->file->drv->format_name, "file"), "raw -> file graph");
+	KTAP_EXPECT(raw->read_only && raw->file->read_only, "read-only");
+	KTAP_EXPECT(sluice_bds_getlength(raw) == MiB, "raw length");
+	KTAP_EXPECT(strcmp(raw->node_name, raw->file->node_name), "node names differ");
+	sluice_bds_unref(raw);
+	unlink(path);
+	return KTAP_PASS;
+}
+
+static enum ktap_result bad_filename_errors(void)
+{
+	char *err = NULL;
+	struct sluice_blk *blk;
+
+	KTAP_EXPECT(!sluice_bds_open("/nonexistent/x.img", "raw", 0, &err), "opened?");
+	KTAP_EXPECT(err && !strcmp(err, "Could not open '/nonexistent/x.img': No such file or directory"),
+		    "error text: %s", err);
+	g_free(err);
+	err = NULL;
+	KTAP_EXPECT(!sluice_bds_open("/dev/null", "nosuchfmt", 0, &err), "opened?");
+	KTAP_EXPECT(err && !strcmp(err, "Unknown driver 'nosuchfmt'"), "error text: %s", err);
+	g_free(err);
+	err = NULL;
+	KTAP_EXPECT(!sluice_bds_open(bt_dir(), "file", 0, &err), "opened a directory?");
+	KTAP_EXPECT(err && strstr(err, "not a regular file"), "error text: %s", err);
+	g_free(err);
+	err = NULL;
+	blk = sluice_blk_new_open("/nonexistent/y.img", NULL, SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(!blk && err && strstr(err, "No such file"), "blk error: %s", err);
+	g_free(err);
+	err = NULL;
+	KTAP_EXPECT(sluice_bdrv_create("raw", "/nonexistent/z.img", MiB, NULL, &err) == -ENOENT,
+		    "create in missing dir");
+	KTAP_EXPECT(err && strstr(err, "Could not create '/nonexistent/z.img'"), "error text: %s", err);
+	g_free(err);
+	/* errp may be NULL. */
+	KTAP_EXPECT(!sluice_bds_open("/nonexistent/x.img", "raw", 0, NULL), "opened?");
+	return KTAP_PASS;
+}
+
+struct io_args {
+	struct sluice_blk *blk;
+	uint64_t offset, bytes;
+	int flags;
+	int op;
+};
+
+/* Coroutine: one non-I/O request for the tests. */
+static int co_misc(void *opaque)
+{
+	struct io_args *a = opaque;
+
+	switch (a->op) {
+	case SLUICE_BLK_OP_FLUSH:
+		return sluice_blk_co_flush(a->blk);
+	case SLUICE_BLK_OP_DISCARD:
+		return sluice_blk_co_pdiscard(a->blk, a->offset, a->bytes);
+	case SLUICE_BLK_OP_WRITE_ZEROES:
+		return sluice_blk_co_pwrite_zeroes(a->blk, a->offset, a->bytes, a->flags);
+	case SLUICE_BLK_OP_TRUNCATE:
+		return sluice_blk_co_truncate(a->blk, a->offset);
+	}
+	return -EINVAL;
+}
+
+static int misc(struct sluice_blk *blk, int op, uint64_t offset, uint64_t bytes, int flags)
+{
+	struct io_args a = { blk, offset, bytes, flags, op };
+
+	return bt_run_co(co_misc, &a);
+}
+
+struct status_args {
+	struct sluice_bds *bs;
+	uint64_t offset, bytes, pnum, map;
+	struct sluice_bds *file;
+};
+
+static int co_status(void *opaque)
+{
+	struct status_args *a = opaque;
+
+	return sluice_bds_co_block_status(a->bs, a->offset, a->bytes, &a->pnum, &a->map, &a->file);
+}
+
+static bool all_bytes(const unsigned char *p, int c, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != c)
+			return false;
+	return true;
+}
+
+static enum ktap_result rw_flush_bounds(void)
+{
+	char path[4200], *err = NULL;
+	unsigned char *buf = malloc(MiB), *back = malloc(MiB);
+	struct sluice_blk *blk, *ro;
+	size_t i;
+
+	blk = open_new(path, sizeof(path), "rw.img", MiB, "raw", SLUICE_BDRV_O_RDWR);
+	KTAP_EXPECT(blk, "open");
+	for (i = 0; i < MiB; i++)
+		buf[i] = (unsigned char)(i * 7 + 3);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 0, MiB, buf, 0) == 0, "write");
+	memset(back, 0, MiB);
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, MiB, back, 0) == 0, "read");
+	KTAP_EXPECT(!memcmp(buf, back, MiB), "data differs");
+	KTAP_EXPECT(sluice_blk_pread(blk, 12345, 777, back, 0) == 0 && !memcmp(back, buf + 12345, 777),
+		    "unaligned read");
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 100, 3, "abc", SLUICE_BDRV_REQ_FUA) == 0, "FUA write");
+	KTAP_EXPECT(sluice_blk_pread(blk, 99, 5, back, 0) == 0 && !memcmp(back + 1, "abc", 3) &&
+		    back[0] == buf[99] && back[4] == buf[103], "FUA data");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_FLUSH, 0, 0, 0) == 0, "flush");
+	KTAP_EXPECT(sluice_blk_pread(blk, MiB - 10, 11, back, 0) == -EINVAL, "read past the end");
+	KTAP_EXPECT(sluice_blk_pwrite(blk, MiB, 1, buf, 0) == -EINVAL, "write past the end");
+	KTAP_EXPECT(sluice_blk_pread(blk, UINT64_MAX - 1, 4, back, 0) == -EINVAL, "overflow");
+	KTAP_EXPECT(sluice_blk_pread(blk, MiB, 0, back, 0) == 0, "empty read at the end");
+	KTAP_EXPECT(sluice_blk_in_flight(blk) == 0, "in flight %u", sluice_blk_in_flight(blk));
+	KTAP_EXPECT(sluice_blk_getlength(blk) == MiB, "length");
+
+	ro = sluice_blk_new_open(path, "raw", 0, &err);
+	KTAP_EXPECT(ro, "open ro: %s", err);
+	KTAP_EXPECT(sluice_blk_pwrite(ro, 0, 1, buf, 0) == -EPERM, "write to read-only");
+	KTAP_EXPECT(sluice_blk_pread(ro, 0, 4096, back, 0) == 0 && !memcmp(back, buf, 100), "ro read");
+	sluice_blk_unref(ro);
+	sluice_blk_unref(blk);
+	unlink(path);
+	free(buf);
+	free(back);
+	return KTAP_PASS;
+}
+
+static enum ktap_result discard_makes_hole(void)
+{
+	char path[4200];
+	unsigned char *buf = malloc(MiB);
+	struct sluice_blk *blk;
+	struct status_args st;
+	int fd, ret;
+	off_t hole;
+
+	blk = open_new(path, sizeof(path), "discard.img", MiB, "raw", SLUICE_BDRV_O_RDWR);
+	KTAP_EXPECT(blk, "open");
+	memset(buf, 0xab, MiB);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 0, MiB, buf, 0) == 0, "write");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_FLUSH, 0, 0, 0) == 0, "flush");
+	fd = open(path, O_RDONLY);
+	KTAP_SYSCALL(fd);
+	hole = lseek(fd, 0, SEEK_HOLE);
+	KTAP_EXPECT(hole == MiB, "hole before discard at %lld", (long long)hole);
+
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_DISCARD, 256 << 10, 256 << 10, 0) == 0, "discard");
+	hole = lseek(fd, 0, SEEK_HOLE);
+	close(fd);
+	KTAP_EXPECT(hole == 256 << 10, "hole after discard at %lld", (long long)hole);
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, MiB, buf, 0) == 0, "read");
+	KTAP_EXPECT(all_bytes(buf, 0xab, 256 << 10) && all_bytes(buf + (256 << 10), 0, 256 << 10) &&
+		    all_bytes(buf + (512 << 10), 0xab, 512 << 10), "contents after discard");
+
+	/* block_status through raw sees the hole. */
+	st = (struct status_args){ .bs = sluice_blk_bs(blk), .offset = 0, .bytes = MiB };
+	ret = bt_run_co(co_status, &st);
+	KTAP_EXPECT(ret >= 0 && (ret & SLUICE_BLOCK_DATA) && st.pnum == 256 << 10 && st.map == 0 &&
+		    st.file == sluice_blk_bs(blk)->file, "status at 0: %d pnum %llu", ret,
+		    (unsigned long long)st.pnum);
+	st.offset = 256 << 10;
+	ret = bt_run_co(co_status, &st);
+	KTAP_EXPECT(ret >= 0 && (ret & SLUICE_BLOCK_ZERO) && !(ret & SLUICE_BLOCK_DATA) &&
+		    st.pnum == 256 << 10 && st.map == 256 << 10, "status at 256k: %d pnum %llu", ret,
+		    (unsigned long long)st.pnum);
+	st.offset = MiB;
+	ret = bt_run_co(co_status, &st);
+	KTAP_EXPECT(ret == 0 && st.pnum == 0, "status at the end");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_DISCARD, MiB - 1, 2, 0) == -EINVAL, "discard past the end");
+	sluice_blk_unref(blk);
+	unlink(path);
+	free(buf);
+	return KTAP_PASS;
+}
+
+static enum ktap_result write_zeroes_modes(void)
+{
+	char path[4200];
+	unsigned char *buf = malloc(MiB);
+	struct sluice_blk *blk;
+	int fd;
+
+	blk = open_new(path, sizeof(path), "zero.img", MiB, "raw", SLUICE_BDRV_O_RDWR);
+	KTAP_EXPECT(blk, "open");
+	memset(buf, 0x5a, MiB);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 0, MiB, buf, 0) == 0, "write");
+	/* Unaligned, allocated zeroes. */
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_WRITE_ZEROES, 100, 1000, 0) == 0, "zeroes");
+	/* Unmapping zeroes on whole blocks. */
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_WRITE_ZEROES, 512 << 10, 128 << 10,
+			 SLUICE_BDRV_REQ_MAY_UNMAP) == 0, "zeroes unmap");
+	/* The native path only: must not fall back, and succeeds here anyway (ext4/xfs/btrfs). */
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_WRITE_ZEROES, 900 << 10, 4096,
+			 SLUICE_BDRV_REQ_NO_FALLBACK | SLUICE_BDRV_REQ_FUA) == 0, "zeroes no fallback");
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, MiB, buf, 0) == 0, "read");
+	KTAP_EXPECT(all_bytes(buf, 0x5a, 100) && all_bytes(buf + 100, 0, 1000) &&
+		    all_bytes(buf + 1100, 0x5a, (512 << 10) - 1100) &&
+		    all_bytes(buf + (512 << 10), 0, 128 << 10) &&
+		    all_bytes(buf + (640 << 10), 0x5a, (260 << 10)) &&
+		    all_bytes(buf + (900 << 10), 0, 4096) &&
+		    all_bytes(buf + (900 << 10) + 4096, 0x5a, (124 << 10) - 4096), "contents");
+	fd = open(path, O_RDONLY);
+	KTAP_SYSCALL(fd);
+	KTAP_EXPECT(lseek(fd, 0, SEEK_HOLE) == 512 << 10, "MAY_UNMAP punched a hole");
+	close(fd);
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_WRITE_ZEROES, MiB, 1, 0) == -EINVAL, "past the end");
+	sluice_blk_unref(blk);
+	unlink(path);
+	free(buf);
+	return KTAP_PASS;
+}
+
+static enum ktap_result truncate_and_length(void)
+{
+	char path[4200];
+	unsigned char buf[8192];
+	struct sluice_blk *blk;
+	struct stat st;
+
+	blk = open_new(path, sizeof(path), "trunc.img", MiB, "raw", SLUICE_BDRV_O_RDWR);
+	KTAP_EXPECT(blk, "open");
+	memset(buf, 0x11, sizeof(buf));
+	KTAP_EXPECT(sluice_blk_pwrite(blk, MiB - 4096, 4096, buf, 0) == 0, "write tail");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_TRUNCATE, 2 * MiB, 0, 0) == 0, "grow");
+	KTAP_EXPECT(sluice_blk_getlength(blk) == 2 * MiB, "length %lld",
+		    (long long)sluice_blk_getlength(blk));
+	KTAP_EXPECT(stat(path, &st) == 0 && st.st_size == 2 * MiB, "file size");
+	KTAP_EXPECT(sluice_blk_pread(blk, MiB - 4096, 8192, buf, 0) == 0 && all_bytes(buf, 0x11, 4096) &&
+		    all_bytes(buf + 4096, 0, 4096), "read across the old end");
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 2 * MiB - 1, 1, buf, 0) == 0, "write at the new end");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_TRUNCATE, 4096, 0, 0) == 0, "shrink");
+	KTAP_EXPECT(sluice_blk_getlength(blk) == 4096, "length after shrink");
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, 4097, buf, 0) == -EINVAL, "read past the new end");
+	KTAP_EXPECT(sluice_blk_bs(blk)->drv->get_allocated_size(sluice_blk_bs(blk)) >= 0, "allocated");
+	sluice_blk_unref(blk);
+	unlink(path);
+	return KTAP_PASS;
+}
+
+#define RMW_WRITERS 16
+
+struct rmw_args {
+	struct sluice_blk *blk;
+	int idx;
+	int ret;
+	int *done;
+};
+
+/* Coroutine: one single byte write, all in the same sector, to stress RMW serialisation. */
+static void coroutine_fn rmw_writer(void *opaque)
+{
+	struct rmw_args *a = opaque;
+	unsigned char c = (unsigned char)(0xc0 + a->idx);
+	struct iovec iov = { &c, 1 };
+
+	a->ret = sluice_blk_co_pwritev(a->blk, 4096 + a->idx * 3, 1, &iov, 1, 0);
+	(*a->done)++;
+}
+
+static enum ktap_result odirect_unaligned_rmw(void)
+{
+	char path[4200];
+	struct sluice_blk *blk;
+	struct rmw_args args[RMW_WRITERS];
+	unsigned char *buf, *pat, back[64];
+	void *abuf;
+	int i, done = 0, fd;
+
+	bt_path(path, sizeof(path), "direct.img");
+	KTAP_EXPECT(sluice_bdrv_create("raw", path, MiB, NULL, NULL) == 0, "create");
+	KTAP_SKIP_IF(!bt_odirect_ok(path), "filesystem of %s refuses O_DIRECT", bt_dir());
+	blk = sluice_blk_new_open(path, "raw", SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_NOCACHE, NULL);
+	KTAP_EXPECT(blk, "open O_DIRECT");
+	KTAP_EXPECT(sluice_blk_bs(blk)->file->request_alignment >= 512, "alignment %u",
+		    sluice_blk_bs(blk)->file->request_alignment);
+
+	buf = malloc(3 * 4096 + 1);
+	pat = malloc(3 * 4096 + 1);
+	for (i = 0; i < 3 * 4096 + 1; i++)
+		pat[i] = (unsigned char)(i ^ (i >> 8));
+	/* Unaligned offset, length and buffer. */
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 100, 1000, pat + 1, 0) == 0, "unaligned write");
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 8191, 2 * 4096 + 2, pat + 1, 0) == 0, "straddling write");
+	KTAP_EXPECT(sluice_blk_pread(blk, 99, 1002, buf + 1, 0) == 0, "unaligned read");
+	KTAP_EXPECT(buf[1] == 0 && !memcmp(buf + 2, pat + 1, 1000) && buf[1002] == 0, "head contents");
+	KTAP_EXPECT(sluice_blk_pread(blk, 8190, 2 * 4096 + 4, buf, 0) == 0, "read straddle");
+	KTAP_EXPECT(buf[0] == 0 && !memcmp(buf + 1, pat + 1, 2 * 4096 + 2) && buf[2 * 4096 + 3] == 0,
+		    "straddle contents");
+	/* Aligned buffer and offset: the direct path. */
+	KTAP_EXPECT(posix_memalign(&abuf, 4096, 8192) == 0, "memalign");
+	memset(abuf, 0x77, 8192);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 65536, 8192, abuf, 0) == 0, "aligned write");
+	memset(abuf, 0, 8192);
+	KTAP_EXPECT(sluice_blk_pread(blk, 65536, 8192, abuf, 0) == 0 && all_bytes(abuf, 0x77, 8192),
+		    "aligned read");
+	free(abuf);
+
+	/* Many RMWs of the same block at once: none may be lost. */
+	for (i = 0; i < RMW_WRITERS; i++) {
+		args[i] = (struct rmw_args){ .blk = blk, .idx = i, .ret = -1, .done = &done };
+		sluice_co_enter(sluice_co_create(rmw_writer, &args[i]));
+	}
+	SLUICE_AIO_WAIT_WHILE(sluice_block_main_ctx(), done < RMW_WRITERS);
+	for (i = 0; i < RMW_WRITERS; i++)
+		KTAP_EXPECT(args[i].ret == 0, "writer %d: %d", i, args[i].ret);
+	fd = open(path, O_RDONLY);
+	KTAP_SYSCALL(fd);
+	KTAP_EXPECT(pread(fd, back, sizeof(back), 4096) == sizeof(back), "pread");
+	close(fd);
+	for (i = 0; i < RMW_WRITERS; i++)
+		KTAP_EXPECT(back[i * 3] == 0xc0 + i, "byte of writer %d lost: %02x", i, back[i * 3]);
+	KTAP_EXPECT(sluice_blk_getlength(blk) == MiB, "length unchanged");
+	sluice_blk_unref(blk);
+	unlink(path);
+
+	/* A file whose size is not a multiple of the block: the tail is read/written by RMW. */
+	bt_path(path, sizeof(path), "direct-odd.img");
+	KTAP_EXPECT(sluice_bdrv_create("raw", path, 5000, NULL, NULL) == 0, "create odd");
+	blk = sluice_blk_new_open(path, NULL, SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_NOCACHE, NULL);
+	KTAP_EXPECT(blk && sluice_blk_getlength(blk) == 5000, "open odd");
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 4990, 10, pat, 0) == 0, "tail write");
+	KTAP_EXPECT(sluice_blk_pread(blk, 4980, 20, buf, 0) == 0 && all_bytes(buf, 0, 10) &&
+		    !memcmp(buf + 10, pat, 10), "tail read");
+	KTAP_EXPECT(sluice_blk_pread(blk, 4990, 11, buf, 0) == -EINVAL, "past the end");
+	KTAP_EXPECT(sluice_blk_getlength(blk) == 5000, "length %lld",
+		    (long long)sluice_blk_getlength(blk));
+	sluice_blk_unref(blk);
+	unlink(path);
+	free(buf);
+	free(pat);
+	return KTAP_PASS;
+}
+
+static enum ktap_result thread_pool_engine(void)
+{
+	char path[4200];
+	unsigned char buf[5000], back[5000];
+	struct sluice_blk *blk;
+	int i;
+
+	blk = open_new(path, sizeof(path), "threads.img", MiB, "raw",
+		       SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_THREADS);
+	KTAP_EXPECT(blk, "open");
+	for (i = 0; i < (int)sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 13);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 333, sizeof(buf), buf, 0) == 0, "write");
+	KTAP_EXPECT(sluice_blk_pread(blk, 333, sizeof(back), back, 0) == 0, "read");
+	KTAP_EXPECT(!memcmp(buf, back, sizeof(buf)), "contents");
+	KTAP_EXPECT(misc(blk, SLUICE_BLK_OP_FLUSH, 0, 0, 0) == 0, "flush");
+	KTAP_EXPECT(sluice_thread_pool_workers() >= 1, "no worker ran");
+	sluice_blk_unref(blk);
+	unlink(path);
+	return KTAP_PASS;
+}
+
+static enum ktap_result last_cleanup(void)
+{
+	bt_cleanup();
+	KTAP_EXPECT(sluice_co_alive() == 0, "%lu coroutines never returned", sluice_co_alive());
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(open_close_refcount),
+	  KTAP_CASE(bad_filename_errors),
+	  KTAP_CASE(rw_flush_bounds),
+	  KTAP_CASE(discard_makes_hole),
+	  KTAP_CASE(write_zeroes_modes),
+	  KTAP_CASE(truncate_and_length),
+	  KTAP_CASE(odirect_unaligned_rmw),
+	  KTAP_CASE(thread_pool_engine),
+	  KTAP_CASE(last_cleanup))

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* block-int.h - internals shared by block.c, block-backend.c and the drivers (not for users of the block layer). */
+#ifndef SLUICE_BLOCK_INT_H
+#define SLUICE_BLOCK_INT_H
+
+#include <stddef.h>
+#include <sys/uio.h>
+
+#include "block.h"
+
+#ifndef container_of
+#define container_of(ptr, type, member) \
+	((type *)((char *)(ptr) - offsetof(type, member)))
+#endif
+
+/* Any thread: the root @bs of @blk left its last drained section: restart its waiting requests. */
+void sluice_blk_root_drained_end(struct sluice_blk *blk);
+
+/* Any thread: requests of @blk on their way to or inside the graph (parked ones excluded); drain waits for 0. */
+unsigned int sluice_blk_active(struct sluice_blk *blk);
+
+/* Any thread: wake whoever drains @bs (after a count it waits for went to 0). */
+void sluice_bds_wake_drain(struct sluice_bds *bs);
+
+/* Request bookkeeping of a node (any thread; the dec wakes a drain waiting for 0). */
+void sluice_bds_inc_in_flight(struct sluice_bds *bs);
+void sluice_bds_dec_in_flight(struct sluice_bds *bs);
+
+/* iovec helpers (pure, any thread). */
+size_t sluice_iov_size(const struct iovec *iov, int niov);
+size_t sluice_iov_to_buf(const struct iovec *iov, int niov, size_t skip, void *buf, size_t n);
+size_t sluice_iov_from_buf(const struct iovec *iov, int niov, size_t skip, const void *buf, size_t n);
+size_t sluice_iov_memset(const struct iovec *iov, int niov, size_t skip, int c, size_t n);
+/*
+ * Copy the part of @iov from byte @skip on, @n bytes, into @dst (at most
+ * @dst_max entries).  Returns the number of entries used, or -EINVAL if it
+ * does not fit.
+ */
+int sluice_iov_slice(struct iovec *dst, int dst_max, const struct iovec *iov, int niov,
+		     size_t skip, size_t n);
+
+#endif /* SLUICE_BLOCK_INT_H */

@@ -1,0 +1,710 @@
+// SPDX-License-Identifier: GPL-2.0
+/* block.c - block graph nodes: open/ref/unref, driver registry, request wrappers (bounds, alignment, in-flight), drain. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <glib.h>
+
+#include "aio.h"
+#include "block-int.h"
+#include "block.h"
+#include "coroutine.h"
+
+struct sluice_co_rwlock sluice_graph_lock;
+
+/* Drivers known by name; qcow2 joins later. */
+static const struct sluice_block_driver *const block_drivers[] = {
+	&sluice_bdrv_raw,
+	&sluice_bdrv_file,
+};
+
+/* Zero-fill chunk for the write-zeroes fallback. */
+#define ZERO_CHUNK	(1u << 20)
+
+/*
+ * Drain waiters that are not the node's home thread sleep on this condition;
+ * the in-flight decrement of a quiesced node broadcasts it.
+ */
+static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t drain_cond = PTHREAD_COND_INITIALIZER;
+
+static struct sluice_aio_ctx *main_ctx;
+static unsigned int node_counter;
+
+/* Process start (single-threaded): initialise the graph lock. */
+__attribute__((constructor)) static void block_init(void)
+{
+	sluice_co_rwlock_init(&sluice_graph_lock);
+}
+
+/* Main thread. */
+struct sluice_aio_ctx *sluice_block_main_ctx(void)
+{
+	if (main_ctx)
+		return main_ctx;
+	main_ctx = sluice_aio_current();
+	if (!main_ctx) {
+		main_ctx = sluice_aio_ctx_new("main", 0);
+		if (!main_ctx)
+			return NULL;
+		sluice_aio_ctx_set_current(main_ctx);
+	}
+	return main_ctx;
+}
+
+/* ---- iovec helpers (pure) ---- */
+
+/* Any thread: total bytes of @iov. */
+size_t sluice_iov_size(const struct iovec *iov, int niov)
+{
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < niov; i++)
+		n += iov[i].iov_len;
+	return n;
+}
+
+/* Any thread: copy @n bytes of @iov from @skip on into @buf; returns bytes copied. */
+size_t sluice_iov_to_buf(const struct iovec *iov, int niov, size_t skip, void *buf, size_t n)
+{
+	size_t done = 0;
+	int i;
+
+	for (i = 0; i < niov && done < n; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		len = MIN(len - skip, n - done);
+		memcpy((char *)buf + done, (char *)iov[i].iov_base + skip, len);
+		done += len;
+		skip = 0;
+	}
+	return done;
+}
+
+/* Any thread: copy @n bytes of @buf into @iov from @skip on; returns bytes copied. */
+size_t sluice_iov_from_buf(const struct iovec *iov, int niov, size_t skip, const void *buf, size_t n)
+{
+	size_t done = 0;
+	int i;
+
+	for (i = 0; i < niov && done < n; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		len = MIN(len - skip, n - done);
+		memcpy((char *)iov[i].iov_base + skip, (const char *)buf + done, len);
+		done += len;
+		skip = 0;
+	}
+	return done;
+}
+
+/* Any thread: fill @n bytes of @iov from @skip on with @c; returns bytes filled. */
+size_t sluice_iov_memset(const struct iovec *iov, int niov, size_t skip, int c, size_t n)
+{
+	size_t done = 0;
+	int i;
+
+	for (i = 0; i < niov && done < n; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		len = MIN(len - skip, n - done);
+		memset((char *)iov[i].iov_base + skip, c, len);
+		done += len;
+		skip = 0;
+	}
+	return done;
+}
+
+/* Any thread: see block-int.h. */
+int sluice_iov_slice(struct iovec *dst, int dst_max, const struct iovec *iov, int niov,
+		     size_t skip, size_t n)
+{
+	int i, out = 0;
+
+	for (i = 0; i < niov && n; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		if (out == dst_max)
+			return -EINVAL;
+		len = MIN(len - skip, n);
+		dst[out].iov_base = (char *)iov[i].iov_base + skip;
+		dst[out].iov_len = len;
+		out++;
+		n -= len;
+		skip = 0;
+	}
+	return n ? -EINVAL : out;
+}
+
+/* ---- registry, open, close ---- */
+
+/* Any thread. */
+const struct sluice_block_driver *sluice_bdrv_find_format(const char *name)
+{
+	size_t i;
+
+	if (!name)
+		return NULL;
+	for (i = 0; i < G_N_ELEMENTS(block_drivers); i++)
+		if (!strcmp(block_drivers[i]->format_name, name))
+			return block_drivers[i];
+	return NULL;
+}
+
+/* Main thread: an empty node for @drv (not yet opened). */
+static struct sluice_bds *bds_new(const struct sluice_block_driver *drv, const char *filename,
+				  int flags)
+{
+	struct sluice_bds *bs = g_new0(struct sluice_bds, 1);
+
+	bs->drv = drv;
+	bs->opaque = drv->instance_size ? g_malloc0(drv->instance_size) : NULL;
+	bs->filename = g_strdup(filename);
+	snprintf(bs->node_name, sizeof(bs->node_name), "#block%u", node_counter++);
+	bs->open_flags = flags;
+	bs->refcnt = 1;
+	bs->ctx = sluice_aio_current();
+	if (!bs->ctx)
+		bs->ctx = sluice_block_main_ctx();
+	bs->request_alignment = 1;
+	bs->read_only = !(flags & SLUICE_BDRV_O_RDWR);
+	sluice_co_rwlock_init(&bs->rmw_lock);
+	return bs;
+}
+
+/* Main thread: free a node whose driver is closed (or never opened). */
+static void bds_free(struct sluice_bds *bs)
+{
+	g_free(bs->opaque);
+	g_free(bs->filename);
+	g_free(bs);
+}
+
+/*
+ * Main thread.  Probe the format of @filename.  Only raw exists yet, so
+ * everything is raw; qcow2 will add a magic check here.
+ */
+static const struct sluice_block_driver *bds_probe(const char *filename)
+{
+	(void)filename;
+	return &sluice_bdrv_raw;
+}
+
+/* Main thread. */
+struct sluice_bds *sluice_bds_open(const char *filename, const char *fmt, int flags, char **errp)
+{
+	const struct sluice_block_driver *drv;
+	struct sluice_bds *bs, *file = NULL;
+	int64_t len;
+	int ret;
+
+	if (!filename || !*filename) {
+		if (errp)
+			*errp = g_strdup("A filename is required");
+		return NULL;
+	}
+	drv = fmt ? sluice_bdrv_find_format(fmt) : bds_probe(filename);
+	if (!drv) {
+		if (errp)
+			*errp = g_strdup_printf("Unknown driver '%s'", fmt);
+		return NULL;
+	}
+	if (!drv->is_protocol) {
+		file = sluice_bds_open(filename, "file", flags, errp);
+		if (!file)
+			return NULL;
+	}
+	bs = bds_new(drv, filename, flags);
+	bs->file = file;
+	ret = drv->open(bs, filename, flags, errp);
+	if (ret < 0)
+		goto err_free_node;
+	len = drv->getlength ? drv->getlength(bs) : 0;
+	if (len < 0) {
+		if (errp)
+			*errp = g_strdup_printf("Could not get the length of '%s': %s", filename,
+						strerror((int)-len));
+		goto err_close;
+	}
+	bs->total_bytes = len;
+	if (!bs->request_alignment)
+		bs->request_alignment = 1;
+	return bs;
+
+err_close:
+	if (drv->close)
+		drv->close(bs);
+err_free_node:
+	bds_free(bs);
+	if (file)
+		sluice_bds_unref(file);
+	return NULL;
+}
+
+/* Main thread. */
+void sluice_bds_ref(struct sluice_bds *bs)
+{
+	bs->refcnt++;
+}
+
+/* Main thread: drops a reference; the last one drains, closes and frees the node and its child. */
+void sluice_bds_unref(struct sluice_bds *bs)
+{
+	struct sluice_bds *file;
+
+	if (!bs)
+		return;
+	if (--bs->refcnt)
+		return;
+	sluice_bds_drained_begin(bs);
+	if (bs->drv->close)
+		bs->drv->close(bs);
+	file = bs->file;
+	bs->file = NULL;
+	sluice_bds_drained_end(bs);
+	bds_free(bs);
+	sluice_bds_unref(file);
+}
+
+/* Main thread, drained. */
+void sluice_bds_set_aio_context(struct sluice_bds *bs, struct sluice_aio_ctx *ctx)
+{
+	for (; bs; bs = bs->file)
+		__atomic_store_n(&bs->ctx, ctx, __ATOMIC_SEQ_CST);
+}
+
+/* Main thread. */
+int sluice_bdrv_create(const char *fmt, const char *filename, uint64_t size, const char *options,
+		       char **errp)
+{
+	const struct sluice_block_driver *drv = sluice_bdrv_find_format(fmt ? fmt : "raw");
+
+	if (!drv) {
+		if (errp)
+			*errp = g_strdup_printf("Unknown driver '%s'", fmt);
+		return -EINVAL;
+	}
+	if (!drv->create) {
+		if (errp)
+			*errp = g_strdup_printf("Driver '%s' does not support image creation",
+						drv->format_name);
+		return -ENOTSUP;
+	}
+	if (size > INT64_MAX) {
+		if (errp)
+			*errp = g_strdup("Image size too large");
+		return -EINVAL;
+	}
+	return drv->create(filename, size, options, errp);
+}
+
+/* ---- in-flight accounting and drain ---- */
+
+/* Any thread. */
+void sluice_bds_inc_in_flight(struct sluice_bds *bs)
+{
+	__atomic_add_fetch(&bs->in_flight, 1, __ATOMIC_SEQ_CST);
+}
+
+/* Any thread: a quiesced node became idle; takes drain_lock briefly. */
+void sluice_bds_wake_drain(struct sluice_bds *bs)
+{
+	if (!__atomic_load_n(&bs->quiesce_counter, __ATOMIC_SEQ_CST))
+		return;
+	sluice_aio_notify(__atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST));
+	pthread_mutex_lock(&drain_lock);
+	pthread_cond_broadcast(&drain_cond);
+	pthread_mutex_unlock(&drain_lock);
+}
+
+/* Any thread: the last request of a quiesced node wakes whoever drains it. */
+void sluice_bds_dec_in_flight(struct sluice_bds *bs)
+{
+	if (!__atomic_sub_fetch(&bs->in_flight, 1, __ATOMIC_SEQ_CST))
+		sluice_bds_wake_drain(bs);
+}
+
+/*
+ * Any thread: requests in flight in @bs or below, or on their way in
+ * through a backend (those will park, or finish if they got in first).
+ */
+static bool bds_busy(struct sluice_bds *bs)
+{
+	for (; bs; bs = bs->file) {
+		if (__atomic_load_n(&bs->in_flight, __ATOMIC_SEQ_CST))
+			return true;
+		if (bs->blk && sluice_blk_active(bs->blk))
+			return true;
+	}
+	return false;
+}
+
+/* Main thread or @bs's home thread, not a coroutine. */
+void sluice_bds_drained_begin(struct sluice_bds *bs)
+{
+	struct sluice_aio_ctx *ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST);
+	struct sluice_bds *c;
+
+	for (c = bs; c; c = c->file)
+		__atomic_add_fetch(&c->quiesce_counter, 1, __ATOMIC_SEQ_CST);
+
+	if (sluice_aio_current() == ctx) {
+		SLUICE_AIO_WAIT_WHILE(ctx, bds_busy(bs));
+		return;
+	}
+	/* Another thread runs the requests: sleep until the last one leaves. */
+	pthread_mutex_lock(&drain_lock);
+	while (bds_busy(bs))
+		pthread_cond_wait(&drain_cond, &drain_lock);
+	pthread_mutex_unlock(&drain_lock);
+}
+
+/* Main thread or @bs's home thread, not a coroutine. */
+void sluice_bds_drained_end(struct sluice_bds *bs)
+{
+	struct sluice_bds *c;
+	unsigned int root_left = 0;
+
+	for (c = bs; c; c = c->file) {
+		unsigned int left = __atomic_sub_fetch(&c->quiesce_counter, 1, __ATOMIC_SEQ_CST);
+
+		if (c == bs)
+			root_left = left;
+	}
+	if (!root_left && bs->blk)
+		sluice_blk_root_drained_end(bs->blk);
+}
+
+/* ---- request wrappers ---- */
+
+/* Any thread: is [offset, offset + bytes) inside the node? */
+static int bds_check_request(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
+{
+	if (!bs || !bs->drv)
+		return -ENOMEDIUM;
+	if (offset > INT64_MAX || bytes > INT64_MAX - offset)
+		return -EINVAL;
+	if (offset + bytes > (uint64_t)__atomic_load_n(&bs->total_bytes, __ATOMIC_RELAXED))
+		return -EINVAL;
+	return 0;
+}
+
+/* Any thread: are offset, length and every buffer of the request aligned for @bs? */
+static bool bds_request_aligned(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				const struct iovec *iov, int niov)
+{
+	uint64_t mask = bs->request_alignment - 1;
+	int i;
+
+	if (!mask)
+		return true;
+	if ((offset | bytes) & mask)
+		return false;
+	for (i = 0; i < niov; i++)
+		if (((uintptr_t)iov[i].iov_base | iov[i].iov_len) & mask)
+			return false;
+	return true;
+}
+
+/* Any thread: drivers return 0 / bytes, the block layer answers 0. */
+static int bds_ret(int ret)
+{
+	return ret > 0 ? 0 : ret;
+}
+
+/* Coroutine in @bs's ctx: read [a_off, a_off + len) through an aligned buffer into @iov. */
+static int coroutine_fn bds_co_bounce_read(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+					   struct iovec *iov, int niov, int flags)
+{
+	uint64_t align = bs->request_alignment;
+	uint64_t a_off = offset & ~(align - 1);
+	uint64_t a_end = (offset + bytes + align - 1) & ~(align - 1);
+	struct iovec biov;
+	void *buf;
+	int ret;
+
+	if (posix_memalign(&buf, MAX(align, sizeof(void *)), a_end - a_off))
+		return -ENOMEM;
+	biov.iov_base = buf;
+	biov.iov_len = a_end - a_off;
+	ret = bs->drv->co_preadv(bs, a_off, a_end - a_off, &biov, 1, flags);
+	if (ret >= 0) {
+		sluice_iov_from_buf(iov, niov, 0, (char *)buf + (offset - a_off), bytes);
+		ret = 0;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * Coroutine in @bs's ctx: write through an aligned buffer, reading the
+ * partial head and tail blocks first.  A read-modify-write holds the node's
+ * rmw_lock as writer so no other write can slip between read and write.
+ */
+static int coroutine_fn bds_co_bounce_write(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+					    struct iovec *iov, int niov, int flags) TSA_NO_TSA
+{
+	uint64_t align = bs->request_alignment;
+	uint64_t a_off = offset & ~(align - 1);
+	uint64_t a_end = (offset + bytes + align - 1) & ~(align - 1);
+	uint64_t a_len = a_end - a_off;
+	bool head = offset != a_off, tail = offset + bytes != a_end;
+	struct iovec biov;
+	char *buf;
+	int ret = 0;
+
+	if (posix_memalign((void **)&buf, MAX(align, sizeof(void *)), a_len))
+		return -ENOMEM;
+	if (head || tail)
+		sluice_co_rwlock_wrlock(&bs->rmw_lock);
+	else
+		sluice_co_rwlock_rdlock(&bs->rmw_lock);
+	if (head) {
+		biov.iov_base = buf;
+		biov.iov_len = align;
+		ret = bs->drv->co_preadv(bs, a_off, align, &biov, 1, 0);
+	}
+	if (ret >= 0 && tail && !(head && a_len == align)) {
+		biov.iov_base = buf + a_len - align;
+		biov.iov_len = align;
+		ret = bs->drv->co_preadv(bs, a_end - align, align, &biov, 1, 0);
+	}
+	if (ret >= 0) {
+		sluice_iov_to_buf(iov, niov, 0, buf + (offset - a_off), bytes);
+		biov.iov_base = buf;
+		biov.iov_len = a_len;
+		ret = bs->drv->co_pwritev(bs, a_off, a_len, &biov, 1, flags);
+	}
+	sluice_co_rwlock_unlock(&bs->rmw_lock);
+	free(buf);
+	return bds_ret(ret);
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held by the caller chain. */
+int coroutine_fn sluice_bds_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				      struct iovec *iov, int niov, int flags)
+{
+	int ret = bds_check_request(bs, offset, bytes);
+
+	if (ret < 0 || !bytes)
+		return ret;
+	if (!bs->drv->co_preadv)
+		return -ENOTSUP;
+	sluice_bds_inc_in_flight(bs);
+	if (bds_request_aligned(bs, offset, bytes, iov, niov))
+		ret = bds_ret(bs->drv->co_preadv(bs, offset, bytes, iov, niov, flags));
+	else
+		ret = bds_co_bounce_read(bs, offset, bytes, iov, niov, flags);
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine: an aligned write on a node that may see RMW takes rmw_lock as reader. */
+static int coroutine_fn bds_co_aligned_write(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+					     struct iovec *iov, int niov, int flags) TSA_NO_TSA
+{
+	bool lock = bs->request_alignment > 1;
+	int ret;
+
+	if (lock)
+		sluice_co_rwlock_rdlock(&bs->rmw_lock);
+	ret = bds_ret(bs->drv->co_pwritev(bs, offset, bytes, iov, niov, flags));
+	if (lock)
+		sluice_co_rwlock_unlock(&bs->rmw_lock);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held by the caller chain. */
+int coroutine_fn sluice_bds_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				       struct iovec *iov, int niov, int flags)
+{
+	int ret = bds_check_request(bs, offset, bytes);
+
+	if (ret < 0 || !bytes)
+		return ret;
+	if (bs->read_only)
+		return -EPERM;
+	if (!bs->drv->co_pwritev)
+		return -ENOTSUP;
+	sluice_bds_inc_in_flight(bs);
+	if (bds_request_aligned(bs, offset, bytes, iov, niov))
+		ret = bds_co_aligned_write(bs, offset, bytes, iov, niov, flags);
+	else
+		ret = bds_co_bounce_write(bs, offset, bytes, iov, niov, flags);
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held by the caller chain. */
+int coroutine_fn sluice_bds_co_flush(struct sluice_bds *bs)
+{
+	int ret = 0;
+
+	if (!bs || !bs->drv)
+		return -ENOMEDIUM;
+	if (!bs->drv->co_flush)
+		return 0;
+	sluice_bds_inc_in_flight(bs);
+	ret = bds_ret(bs->drv->co_flush(bs));
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held.  Discard is advisory: unsupported is success. */
+int coroutine_fn sluice_bds_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
+{
+	int ret = bds_check_request(bs, offset, bytes);
+
+	if (ret < 0 || !bytes)
+		return ret;
+	if (bs->read_only)
+		return -EPERM;
+	if (!bs->drv->co_pdiscard)
+		return 0;
+	sluice_bds_inc_in_flight(bs);
+	ret = bds_ret(bs->drv->co_pdiscard(bs, offset, bytes));
+	if (ret == -ENOTSUP || ret == -EOPNOTSUPP)
+		ret = 0;
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine: write zeroes as buffers (the fallback when the driver cannot do it natively). */
+static int coroutine_fn bds_co_write_zero_buffers(struct sluice_bds *bs, uint64_t offset,
+						  uint64_t bytes, int flags)
+{
+	size_t chunk = MIN(bytes, (uint64_t)ZERO_CHUNK);
+	struct iovec iov;
+	void *buf;
+	int ret = 0;
+
+	if (posix_memalign(&buf, MAX(bs->request_alignment, sizeof(void *)), chunk))
+		return -ENOMEM;
+	memset(buf, 0, chunk);
+	while (bytes && ret >= 0) {
+		uint64_t n = MIN(bytes, (uint64_t)chunk);
+
+		iov.iov_base = buf;
+		iov.iov_len = n;
+		ret = sluice_bds_co_pwritev(bs, offset, n, &iov, 1, flags & SLUICE_BDRV_REQ_FUA);
+		offset += n;
+		bytes -= n;
+	}
+	free(buf);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held by the caller chain. */
+int coroutine_fn sluice_bds_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+					     int flags)
+{
+	int ret = bds_check_request(bs, offset, bytes);
+
+	if (ret < 0 || !bytes)
+		return ret;
+	if (bs->read_only)
+		return -EPERM;
+	sluice_bds_inc_in_flight(bs);
+	ret = -ENOTSUP;
+	if (bs->drv->co_pwrite_zeroes)
+		ret = bds_ret(bs->drv->co_pwrite_zeroes(bs, offset, bytes, flags));
+	if ((ret == -ENOTSUP || ret == -EOPNOTSUPP) && !(flags & SLUICE_BDRV_REQ_NO_FALLBACK))
+		ret = bds_co_write_zero_buffers(bs, offset, bytes, flags);
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held; refreshes the cached length. */
+int coroutine_fn sluice_bds_co_truncate(struct sluice_bds *bs, uint64_t size)
+{
+	int ret;
+
+	if (!bs || !bs->drv)
+		return -ENOMEDIUM;
+	if (size > INT64_MAX)
+		return -EINVAL;
+	if (bs->read_only)
+		return -EPERM;
+	if (!bs->drv->co_truncate)
+		return -ENOTSUP;
+	sluice_bds_inc_in_flight(bs);
+	ret = bds_ret(bs->drv->co_truncate(bs, size));
+	sluice_bds_getlength(bs);
+	sluice_bds_dec_in_flight(bs);
+	return ret;
+}
+
+/* Coroutine in @bs's ctx, graph reader lock held by the caller chain. */
+int coroutine_fn sluice_bds_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+					    uint64_t *pnum, uint64_t *map, struct sluice_bds **file)
+{
+	int64_t len;
+	uint64_t lmap = 0;
+	struct sluice_bds *lfile = NULL;
+	int ret;
+
+	*pnum = 0;
+	if (!bs || !bs->drv)
+		return -ENOMEDIUM;
+	len = __atomic_load_n(&bs->total_bytes, __ATOMIC_RELAXED);
+	if (offset > (uint64_t)len)
+		return -EINVAL;
+	bytes = MIN(bytes, (uint64_t)len - offset);
+	if (!bytes)
+		return 0;
+	if (!bs->drv->co_block_status) {
+		*pnum = bytes;
+		if (map)
+			*map = offset;
+		if (file)
+			*file = bs;
+		return SLUICE_BLOCK_DATA | SLUICE_BLOCK_ALLOCATED | SLUICE_BLOCK_OFFSET_VALID;
+	}
+	sluice_bds_inc_in_flight(bs);
+	ret = bs->drv->co_block_status(bs, offset, bytes, pnum, &lmap, &lfile);
+	sluice_bds_dec_in_flight(bs);
+	if (ret < 0)
+		return ret;
+	if (*pnum > bytes)
+		*pnum = bytes;
+	if (map)
+		*map = lmap;
+	if (file)
+		*file = lfile;
+	return ret;
+}
+
+/* Any thread not racing a truncate (main thread for tools); refreshes the cached length. */
+int64_t sluice_bds_getlength(struct sluice_bds *bs)
+{
+	int64_t len;
+
+	if (!bs || !bs->drv)
+		return -ENOMEDIUM;
+	if (!bs->drv->getlength)
+		return __atomic_load_n(&bs->total_bytes, __ATOMIC_RELAXED);
+	len = bs->drv->getlength(bs);
+	if (len >= 0)
+		__atomic_store_n(&bs->total_bytes, len, __ATOMIC_RELAXED);
+	return len;
+}
