@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* vmm.h - the sluice VMM's shared state: the VM, its memory map, vCPUs, devices and the exit protocol. */
+#ifndef SLUICE_VMM_H
+#define SLUICE_VMM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+#define SLUICE_MAX_CPUS		64
+#define SLUICE_DEFAULT_MEM	(256ULL << 20)
+#define SLUICE_MIN_MEM		(16ULL << 20)
+
+/* Guest physical memory map (see Documentation/vmm.rst). */
+#define SLUICE_PCI_HOLE_START	0xc0000000ULL	/* RAM above 3 GiB is relocated to 4 GiB */
+#define SLUICE_HIGH_RAM_START	0x100000000ULL
+#define SLUICE_IDENTITY_MAP	0xfffbc000ULL	/* one page, KVM_SET_IDENTITY_MAP_ADDR */
+#define SLUICE_TSS_ADDR		0xfffbd000ULL	/* three pages, KVM_SET_TSS_ADDR */
+#define SLUICE_IOAPIC_ADDR	0xfec00000U
+#define SLUICE_LAPIC_ADDR	0xfee00000U
+
+/* Low memory used by the boot path. */
+#define SLUICE_GDT_ADDR		0x0500ULL
+#define SLUICE_BOOT_PARAMS	0x7000ULL
+#define SLUICE_PML4_ADDR	0x9000ULL	/* PML4, PDPT, then four page directories */
+#define SLUICE_CMDLINE_ADDR	0x20000ULL
+#define SLUICE_CMDLINE_MAX	0x10000U
+#define SLUICE_EBDA_START	0x9fc00ULL	/* RAM ends here below 1 MiB */
+#define SLUICE_MPTABLE_ADDR	0xf0000ULL	/* MP floating pointer + config table */
+#define SLUICE_KERNEL_MIN	0x100000ULL
+
+/* What the user asked for on the command line. */
+struct sluice_config {
+	const char *kernel;
+	const char *initrd;
+	const char *append;
+	unsigned int nr_cpus;
+	uint64_t mem_size;
+};
+
+struct sluice_vm;
+
+struct sluice_vcpu {
+	struct sluice_vm *vm;
+	unsigned int id;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+/* The 16550 UART at 0x3f8; the fields are protected by @lock. */
+#define SLUICE_SERIAL_FIFO	64
+struct sluice_serial {
+	pthread_mutex_t lock;
+	pthread_cond_t space;
+	struct sluice_vm *vm;
+	int out_fd;
+	uint8_t ier, lcr, mcr, scr, dll, dlm, fcr;
+	bool thri_pending;
+	bool irq_level;
+	uint8_t rx[SLUICE_SERIAL_FIFO];
+	unsigned int rx_head, rx_count;
+	int in_fd;
+	bool in_thread_started;
+	pthread_t in_thread;
+};
+
+struct sluice_vm {
+	int kvm_fd;
+	int vm_fd;
+	int vcpu_mmap_size;
+
+	uint8_t *ram;
+	uint64_t ram_size;
+	uint64_t low_size;	/* RAM at GPA 0 .. low_size */
+	uint64_t high_size;	/* RAM at 4 GiB .. 4 GiB + high_size */
+
+	struct kvm_cpuid2 *cpuid;
+	unsigned int nr_cpus;
+	struct sluice_vcpu *vcpus;
+
+	uint64_t entry;		/* 64-bit entry point of the kernel */
+
+	struct sluice_serial serial;
+	uint32_t pci_addr;	/* last value written to 0xcf8 */
+	uint8_t cmos_index;
+
+	/* The exit protocol: the first request wins; the main thread waits for it. */
+	pthread_mutex_t exit_lock;
+	pthread_cond_t exit_cond;
+	bool exit_requested;
+	int exit_status;
+	char exit_reason[128];
+	volatile bool stopping;
+};
+
+/* kvm.c */
+int sluice_kvm_init(struct sluice_vm *vm, const struct sluice_config *cfg);
+void sluice_kvm_exit(struct sluice_vm *vm);
+void *sluice_gpa_to_hva(struct sluice_vm *vm, uint64_t gpa, uint64_t len);
+void sluice_vm_request_exit(struct sluice_vm *vm, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int sluice_irq_line(struct sluice_vm *vm, unsigned int irq, int level);
+void sluice_ram_layout(uint64_t ram_size, uint64_t *low, uint64_t *high);
+
+/* cpu.c */
+int sluice_vcpus_create(struct sluice_vm *vm);
+int sluice_vcpus_start(struct sluice_vm *vm);
+void sluice_vcpus_stop(struct sluice_vm *vm);
+void sluice_vcpus_destroy(struct sluice_vm *vm);
+
+/* boot.c */
+#define SLUICE_E820_MAX	8
+struct sluice_e820 {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t type;
+};
+int sluice_e820_layout(uint64_t low_size, uint64_t high_size, struct sluice_e820 *map, unsigned int max);
+int sluice_bzimage_check(const uint8_t *image, size_t len, uint64_t file_size, const char **why);
+int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char *err, size_t errlen);
+
+/* mptable.c */
+int sluice_mptable_write(struct sluice_vm *vm);
+
+/* serial.c */
+int sluice_serial_init(struct sluice_vm *vm, int in_fd, int out_fd);
+int sluice_serial_start_input(struct sluice_vm *vm);
+void sluice_serial_exit(struct sluice_vm *vm);
+void sluice_serial_io(struct sluice_vm *vm, uint16_t port, bool is_write, uint8_t *data);
+
+/* ioport.c */
+void sluice_ioport_exit(struct sluice_vcpu *vcpu);
+void sluice_mmio_exit(struct sluice_vcpu *vcpu);
+
+#endif /* SLUICE_VMM_H */
