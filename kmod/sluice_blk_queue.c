@@ -46,6 +46,8 @@ static bool sluice_blk_event_idx(const struct sluice_blk_queue *q)
 /* Worker.  Mark the queue broken: the VMM sees it on the err eventfd and puts the device in NEEDS_RESET. */
 void sluice_blk_queue_break(struct sluice_blk_queue *q, const char *why)
 {
+	if (q->broken)
+		return;		/* said once: the rest is fallout (e.g. the owner's memory is gone) */
 	pr_warn_ratelimited("%s: queue %u stopped: %s\n", q->disk->name, q->index, why);
 	q->broken = true;
 	if (q->err)

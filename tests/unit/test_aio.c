@@ -360,6 +360,42 @@ static enum ktap_result gsource_under_gmainloop(void)
 	return KTAP_PASS;
 }
 
+/*
+ * A timer weeks away must make GLib sleep a long time, not forever: its ms
+ * timeout once wrapped past INT_MAX into a negative ("infinite") one.
+ */
+static enum ktap_result gsource_far_timer_timeout(void)
+{
+	GMainContext *gctx = g_main_context_new();
+	struct sluice_aio_ctx *ctx = sluice_aio_ctx_new("far", 0);
+	GSource *src = sluice_aio_get_g_source(ctx);
+	struct sluice_timer *t = sluice_timer_new(ctx, count_cb, &counter);
+	gint prio, timeout = 0, nfds;
+	GPollFD fds[8];
+
+	g_source_attach(src, gctx);
+	KTAP_EXPECT(g_main_context_acquire(gctx), "acquire");
+	/* 30 days: 2.6e9 ms does not fit a gint. */
+	sluice_timer_mod_ns(t, sluice_clock_ns() + 30LL * 24 * 3600 * 1000000000LL);
+	g_main_context_prepare(gctx, &prio);
+	nfds = g_main_context_query(gctx, G_MAXINT, &timeout, fds, G_N_ELEMENTS(fds));
+	KTAP_EXPECT(nfds >= 1, "nfds %d", nfds);
+	KTAP_EXPECT(timeout > 24 * 3600 * 1000, "timeout %d ms for a timer in 30 days", timeout);
+	g_main_context_check(gctx, prio, fds, nfds);
+	/* The far end of time: no overflow anywhere (UBSan watches the asan build). */
+	sluice_timer_mod_ns(t, INT64_MAX);
+	g_main_context_prepare(gctx, &prio);
+	nfds = g_main_context_query(gctx, G_MAXINT, &timeout, fds, G_N_ELEMENTS(fds));
+	KTAP_EXPECT(timeout == G_MAXINT, "timeout %d ms for a timer at INT64_MAX", timeout);
+	g_main_context_check(gctx, prio, fds, nfds);
+	KTAP_EXPECT(!sluice_aio_poll(ctx, false) && sluice_timer_pending(t), "far timer fired");
+	g_main_context_release(gctx);
+	sluice_timer_free(t);
+	sluice_aio_ctx_free(ctx);
+	g_main_context_unref(gctx);
+	return KTAP_PASS;
+}
+
 static enum ktap_result current_ctx(void)
 {
 	struct sluice_aio_ctx *ctx = sluice_aio_ctx_new("cur", 0);
@@ -378,4 +414,4 @@ KTAP_MAIN(KTAP_CASE(bh_schedule_runs_once), KTAP_CASE(bh_cancel),
 	  KTAP_CASE(bh_delete_from_own_callback), KTAP_CASE(bh_from_other_thread_wakes_loop),
 	  KTAP_CASE(no_eventfd_write_when_awake), KTAP_CASE(timers_fire_in_order),
 	  KTAP_CASE(fd_handlers), KTAP_CASE(uring_nop_and_read), KTAP_CASE(gsource_under_gmainloop),
-	  KTAP_CASE(current_ctx))
+	  KTAP_CASE(gsource_far_timer_timeout), KTAP_CASE(current_ctx))

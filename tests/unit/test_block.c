@@ -147,6 +147,41 @@ static bool all_bytes(const unsigned char *p, int c, size_t n)
 	return true;
 }
 
+struct readv_args {
+	struct sluice_blk *blk;
+	struct iovec *iov;
+	int niov;
+	uint64_t offset, bytes;
+};
+
+/* Coroutine: read the whole backend into @iov (bytes: the iovec's size). */
+static int co_readv_many(void *opaque)
+{
+	struct readv_args *a = opaque;
+	size_t n = 0;
+	int i;
+
+	for (i = 0; i < a->niov; i++)
+		n += a->iov[i].iov_len;
+	return sluice_blk_co_preadv(a->blk, 0, n, a->iov, a->niov, 0);
+}
+
+/* Coroutine: read @bytes at @offset into @iov, whatever its size. */
+static int co_readv_n(void *opaque)
+{
+	struct readv_args *a = opaque;
+
+	return sluice_blk_co_preadv(a->blk, a->offset, a->bytes, a->iov, a->niov, 0);
+}
+
+/* Coroutine: write @bytes at @offset from @iov, whatever its size. */
+static int co_writev_n(void *opaque)
+{
+	struct readv_args *a = opaque;
+
+	return sluice_blk_co_pwritev(a->blk, a->offset, a->bytes, a->iov, a->niov, 0);
+}
+
 static enum ktap_result rw_flush_bounds(void)
 {
 	char path[4200], *err = NULL;
@@ -330,7 +365,7 @@ static enum ktap_result odirect_unaligned_rmw(void)
 
 	bt_path(path, sizeof(path), "direct.img");
 	KTAP_EXPECT(sluice_bdrv_create("raw", path, MiB, NULL, NULL) == 0, "create");
-	KTAP_SKIP_IF(!bt_odirect_ok(path), "filesystem of %s refuses O_DIRECT", bt_dir());
+	KTAP_SKIP_IF(!bt_odirect_ok(path), "filesystem of %.200s refuses O_DIRECT", bt_dir());
 	blk = sluice_blk_new_open(path, "raw", SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_NOCACHE, NULL);
 	KTAP_EXPECT(blk, "open O_DIRECT");
 	KTAP_EXPECT(sluice_blk_bs(blk)->file->request_alignment >= 512, "alignment %u",
@@ -415,6 +450,210 @@ static enum ktap_result thread_pool_engine(void)
 	return KTAP_PASS;
 }
 
+#define MANY_IOV 256
+
+/*
+ * A request with more iovecs than the driver's on-stack copy (64) that comes
+ * back short must be resumed, not failed with -EINVAL: here the file shrank
+ * under the node, so the read is short at the new EOF and the rest reads as
+ * zeroes.  Runs with io_uring, the thread pool and O_DIRECT.
+ */
+static enum ktap_result many_iovecs_short_read(void)
+{
+	static const int modes[] = { 0, SLUICE_BDRV_O_THREADS, SLUICE_BDRV_O_NOCACHE };
+	char path[4200];
+	struct iovec iov[MANY_IOV];
+	unsigned char *buf, *pat;
+	struct sluice_blk *blk;
+	size_t m;
+	int i;
+
+	KTAP_EXPECT(posix_memalign((void **)&buf, 4096, MANY_IOV * 4096) == 0, "memalign");
+	pat = malloc(MANY_IOV * 4096);
+	for (i = 0; i < MANY_IOV * 4096; i++)
+		pat[i] = (unsigned char)(i * 5 + 1);
+	for (m = 0; m < G_N_ELEMENTS(modes); m++) {
+		bt_path(path, sizeof(path), "many-iov.img");
+		KTAP_EXPECT(sluice_bdrv_create("raw", path, MANY_IOV * 4096, NULL, NULL) == 0, "create");
+		if ((modes[m] & SLUICE_BDRV_O_NOCACHE) && !bt_odirect_ok(path)) {
+			unlink(path);
+			continue;
+		}
+		blk = sluice_blk_new_open(path, "raw", SLUICE_BDRV_O_RDWR | modes[m], NULL);
+		KTAP_EXPECT(blk, "open mode %#x", modes[m]);
+		KTAP_EXPECT(sluice_blk_pwrite(blk, 0, MANY_IOV * 4096, pat, 0) == 0, "write");
+		/* Someone else shrinks the file to 16 blocks; the node still says 256. */
+		KTAP_EXPECT(truncate(path, 16 * 4096) == 0, "truncate");
+		memset(buf, 0xee, MANY_IOV * 4096);
+		for (i = 0; i < MANY_IOV; i++)
+			iov[i] = (struct iovec){ buf + i * 4096, 4096 };
+		KTAP_EXPECT(bt_run_co(co_readv_many, &(struct readv_args){ .blk = blk, .iov = iov, .niov = MANY_IOV }) == 0,
+			    "%d-iovec read across EOF, mode %#x", MANY_IOV, modes[m]);
+		KTAP_EXPECT(!memcmp(buf, pat, 16 * 4096) && all_bytes(buf + 16 * 4096, 0, (MANY_IOV - 16) * 4096),
+			    "contents, mode %#x", modes[m]);
+		sluice_blk_unref(blk);
+		unlink(path);
+	}
+	free(buf);
+	free(pat);
+	return KTAP_PASS;
+}
+
+/*
+ * Only the first @bytes of an iovec are transferred: a longer iovec is not
+ * read into or written from past @bytes (the inline RWF_NOWAIT path once
+ * moved the whole iovec); a shorter one is -EINVAL.
+ */
+static enum ktap_result iov_longer_than_bytes(void)
+{
+	static const int modes[] = { 0, SLUICE_BDRV_O_THREADS, SLUICE_BDRV_O_NOCACHE };
+	char path[4200];
+	unsigned char *buf, disk[8192];
+	struct sluice_blk *blk;
+	struct iovec iov[2];
+	size_t m;
+	int fd;
+
+	KTAP_EXPECT(posix_memalign((void **)&buf, 4096, 3 * 4096) == 0, "memalign");
+	for (m = 0; m < G_N_ELEMENTS(modes); m++) {
+		blk = open_new(path, sizeof(path), "iov-long.img", 8192, "raw", SLUICE_BDRV_O_RDWR);
+		KTAP_EXPECT(blk, "open");
+		sluice_blk_unref(blk);
+		if ((modes[m] & SLUICE_BDRV_O_NOCACHE) && !bt_odirect_ok(path)) {
+			unlink(path);
+			continue;
+		}
+		blk = sluice_blk_new_open(path, "raw", SLUICE_BDRV_O_RDWR | modes[m], NULL);
+		KTAP_EXPECT(blk, "open mode %#x", modes[m]);
+		/* Write 4096 bytes from an 8192 + 4096 byte iovec (aligned for O_DIRECT). */
+		memset(buf, 0x33, 4096);
+		memset(buf + 4096, 0x44, 2 * 4096);
+		iov[0] = (struct iovec){ buf, 2 * 4096 };
+		iov[1] = (struct iovec){ buf + 2 * 4096, 4096 };
+		KTAP_EXPECT(bt_run_co(co_writev_n, &(struct readv_args){ blk, iov, 2, 0, 4096 }) == 0,
+			    "write, mode %#x", modes[m]);
+		fd = open(path, O_RDONLY);
+		KTAP_SYSCALL(fd);
+		KTAP_EXPECT(pread(fd, disk, sizeof(disk), 0) == sizeof(disk), "pread");
+		close(fd);
+		KTAP_EXPECT(all_bytes(disk, 0x33, 4096) && all_bytes(disk + 4096, 0, 4096),
+			    "wrote past bytes, mode %#x", modes[m]);
+		/* Read 4096 bytes into the same iovec: the rest keeps its contents. */
+		memset(buf, 0xee, 3 * 4096);
+		KTAP_EXPECT(bt_run_co(co_readv_n, &(struct readv_args){ blk, iov, 2, 0, 4096 }) == 0,
+			    "read, mode %#x", modes[m]);
+		KTAP_EXPECT(all_bytes(buf, 0x33, 4096) && all_bytes(buf + 4096, 0xee, 2 * 4096),
+			    "read past bytes, mode %#x", modes[m]);
+		/* An iovec shorter than bytes. */
+		KTAP_EXPECT(bt_run_co(co_readv_n, &(struct readv_args){ blk, iov, 1, 0, 3 * 4096 }) ==
+			    -EINVAL, "short iovec read, mode %#x", modes[m]);
+		KTAP_EXPECT(bt_run_co(co_writev_n, &(struct readv_args){ blk, iov, 1, 0, 3 * 4096 }) ==
+			    -EINVAL, "short iovec write, mode %#x", modes[m]);
+		sluice_blk_unref(blk);
+		unlink(path);
+	}
+	free(buf);
+	return KTAP_PASS;
+}
+
+struct rmw_hold {
+	struct sluice_co_rwlock *lock;
+	bool held, released;
+};
+
+/* Coroutine: hold @lock as writer (as an RMW does) until entered again. */
+static void coroutine_fn rmw_hold_fn(void *opaque) TSA_NO_TSA
+{
+	struct rmw_hold *h = opaque;
+
+	sluice_co_rwlock_wrlock(h->lock);
+	h->held = true;
+	sluice_co_yield();
+	sluice_co_rwlock_unlock(h->lock);
+	h->released = true;
+}
+
+struct zeroes_args {
+	struct sluice_blk *blk;
+	uint64_t offset, bytes;
+	int ret;
+	bool done;
+};
+
+static void coroutine_fn zeroes_fn(void *opaque)
+{
+	struct zeroes_args *z = opaque;
+
+	z->ret = sluice_blk_co_pwrite_zeroes(z->blk, z->offset, z->bytes, 0);
+	z->done = true;
+}
+
+static void flag_cb(void *opaque)
+{
+	*(bool *)opaque = true;
+}
+
+/*
+ * With O_DIRECT a sub-block write is a read-modify-write of the whole block.
+ * Write-zeroes (and discard) of other bytes of that block must wait for it,
+ * or the RMW writes the old bytes back over the zeroes.
+ */
+static enum ktap_result zeroes_wait_for_rmw(void)
+{
+	char path[4200];
+	unsigned char disk[65536];
+	struct sluice_aio_ctx *ctx = sluice_block_main_ctx();
+	struct rmw_hold h = { 0 };
+	struct zeroes_args z = { .ret = -1 };
+	struct sluice_timer *t;
+	struct sluice_co *holder;
+	struct sluice_blk *blk;
+	bool expired = false;
+	uint32_t a;
+	int fd;
+
+	bt_path(path, sizeof(path), "rmw-zero.img");
+	KTAP_EXPECT(sluice_bdrv_create("raw", path, MiB, NULL, NULL) == 0, "create");
+	KTAP_SKIP_IF(!bt_odirect_ok(path), "filesystem of %.200s refuses O_DIRECT", bt_dir());
+	blk = sluice_blk_new_open(path, "raw", SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_NOCACHE, NULL);
+	KTAP_EXPECT(blk, "open O_DIRECT");
+	/* The block an RMW would rewrite: [8a, 9a); zero a quarter in its middle. */
+	a = sluice_blk_bs(blk)->file->request_alignment;
+	KTAP_EXPECT(a > 1 && a <= sizeof(disk), "alignment %u", a);
+	fd = open(path, O_WRONLY);
+	KTAP_SYSCALL(fd);
+	memset(disk, 0x99, a);
+	KTAP_EXPECT(pwrite(fd, disk, a, 8 * a) == a, "pwrite");
+	close(fd);
+
+	h.lock = &sluice_blk_bs(blk)->file->rmw_lock;
+	holder = sluice_co_create(rmw_hold_fn, &h);
+	sluice_co_enter(holder);
+	KTAP_EXPECT(h.held, "holder");
+	z.blk = blk;
+	z.offset = 8 * a + a / 2;
+	z.bytes = a / 4;
+	sluice_co_enter(sluice_co_create(zeroes_fn, &z));
+	/* Give an unserialised write-zeroes ample time to reach the disk. */
+	t = sluice_timer_new(ctx, flag_cb, &expired);
+	sluice_timer_mod_ns(t, sluice_clock_ns() + 100000000);
+	SLUICE_AIO_WAIT_WHILE(ctx, !expired);
+	sluice_timer_free(t);
+	KTAP_EXPECT(!z.done, "write-zeroes ran during an RMW of its block (ret %d)", z.ret);
+	sluice_co_enter(holder);
+	SLUICE_AIO_WAIT_WHILE(ctx, !z.done);
+	KTAP_EXPECT(h.released && z.ret == 0, "write-zeroes after the RMW: %d", z.ret);
+	fd = open(path, O_RDONLY);
+	KTAP_SYSCALL(fd);
+	KTAP_EXPECT(pread(fd, disk, a, 8 * a) == a, "pread");
+	close(fd);
+	KTAP_EXPECT(all_bytes(disk, 0x99, a / 2) && all_bytes(disk + a / 2, 0, a / 4) &&
+		    all_bytes(disk + a / 2 + a / 4, 0x99, a - a / 2 - a / 4), "contents");
+	sluice_blk_unref(blk);
+	unlink(path);
+	return KTAP_PASS;
+}
+
 static enum ktap_result last_cleanup(void)
 {
 	bt_cleanup();
@@ -430,4 +669,7 @@ KTAP_MAIN(KTAP_CASE(open_close_refcount),
 	  KTAP_CASE(truncate_and_length),
 	  KTAP_CASE(odirect_unaligned_rmw),
 	  KTAP_CASE(thread_pool_engine),
+	  KTAP_CASE(many_iovecs_short_read),
+	  KTAP_CASE(iov_longer_than_bytes),
+	  KTAP_CASE(zeroes_wait_for_rmw),
 	  KTAP_CASE(last_cleanup))

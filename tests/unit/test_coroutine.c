@@ -209,6 +209,32 @@ static enum ktap_result sleep_ns(void)
 	return KTAP_PASS;
 }
 
+static void coroutine_fn sleep_forever_fn(void *opaque)
+{
+	int *woke = opaque;
+
+	sluice_co_sleep_ns(INT64_MAX);
+	*woke = 1;
+}
+
+/* A huge sleep saturates; it once overflowed now + ns into the past and returned at once. */
+static enum ktap_result sleep_ns_saturates(void)
+{
+	struct sluice_co *co;
+	int woke = 0, i;
+
+	setup();
+	co = sluice_co_create(sleep_forever_fn, &woke);
+	sluice_co_enter(co);
+	for (i = 0; i < 10; i++)
+		sluice_aio_poll(main_ctx, false);
+	KTAP_EXPECT(!woke, "INT64_MAX ns sleep ended at once");
+	/* End it by hand: the sleeper frees its timer when it resumes. */
+	sluice_co_enter(co);
+	KTAP_EXPECT(woke && !sluice_aio_poll(main_ctx, false), "woke %d", woke);
+	return KTAP_PASS;
+}
+
 static void coroutine_fn self_enter_fn(void *opaque)
 {
 	sluice_co_enter(sluice_co_self());
@@ -255,4 +281,4 @@ static enum ktap_result large_stack_frames(void)
 
 KTAP_MAIN(KTAP_CASE(enter_yield_return), KTAP_CASE(nesting), KTAP_CASE(pool_reuse),
 	  KTAP_CASE(schedule_onto_iothread), KTAP_CASE(move_to_and_back), KTAP_CASE(sleep_ns),
-	  KTAP_CASE(double_enter_aborts), KTAP_CASE(large_stack_frames))
+	  KTAP_CASE(sleep_ns_saturates), KTAP_CASE(double_enter_aborts), KTAP_CASE(large_stack_frames))

@@ -200,7 +200,7 @@ static enum ktap_result random_io_odirect(void)
 	KTAP_EXPECT(sluice_bdrv_create("raw", probe, 4096, NULL, NULL) == 0, "create");
 	ret = bt_odirect_ok(probe);
 	unlink(probe);
-	KTAP_SKIP_IF(!ret, "filesystem of %s refuses O_DIRECT", bt_dir());
+	KTAP_SKIP_IF(!ret, "filesystem of %.200s refuses O_DIRECT", bt_dir());
 	ret = model_case("model-direct.img", SLUICE_BDRV_O_RDWR | SLUICE_BDRV_O_NOCACHE, NULL);
 	KTAP_EXPECT(ret == 0, "model run (uring): %d", ret);
 	ret = model_case("model-direct-t.img",

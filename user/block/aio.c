@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* aio.c - the event loop: epoll over fd handlers, an eventfd and an io_uring; bottom halves and timers. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -612,6 +613,20 @@ static void aio_end_sleep(struct sluice_aio_ctx *ctx)
 	__atomic_store_n(&ctx->notify_me, 0, __ATOMIC_RELAXED);
 }
 
+/*
+ * Any thread: a ns timeout (-1 forever) as the ms that poll(2)-style calls
+ * take, rounded up and saturated (a far timer must not wrap into "forever").
+ */
+static int aio_timeout_ms(int64_t timeout_ns)
+{
+	int64_t ms;
+
+	if (timeout_ns < 0)
+		return -1;
+	ms = timeout_ns / 1000000 + (timeout_ns % 1000000 != 0);
+	return ms > INT_MAX ? INT_MAX : (int)ms;
+}
+
 /* Home thread: epoll_wait with a ns timeout (-1 forever). */
 static int aio_epoll_wait(struct sluice_aio_ctx *ctx, struct epoll_event *evs, int64_t timeout_ns)
 {
@@ -627,8 +642,7 @@ static int aio_epoll_wait(struct sluice_aio_ctx *ctx, struct epoll_event *evs, i
 			return n;
 		__atomic_store_n(&no_pwait2, 1, __ATOMIC_RELAXED);
 	}
-	return epoll_wait(ctx->epfd, evs, AIO_MAX_EVENTS,
-			  timeout_ns < 0 ? -1 : (int)((timeout_ns + 999999) / 1000000));
+	return epoll_wait(ctx->epfd, evs, AIO_MAX_EVENTS, aio_timeout_ms(timeout_ns));
 }
 
 /* Home thread. */
@@ -694,7 +708,7 @@ static gboolean aio_gsource_prepare(GSource *source, gint *timeout)
 		return TRUE;
 	}
 	d = aio_timers_deadline(ctx);
-	*timeout = d < 0 ? -1 : (gint)((d + 999999) / 1000000);
+	*timeout = aio_timeout_ms(d);
 	return FALSE;
 }
 

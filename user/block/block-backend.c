@@ -14,7 +14,8 @@
 
 /*
  * USDT probes (provider "sluice"), fired around every backend request in
- * the thread that runs it (the root node's ctx thread):
+ * the caller's thread (start before the move to the root node's ctx, done
+ * after the move back; the same thread when the caller runs in that ctx):
  *
  *   blk_req_start(blk, op, offset, bytes, req)
  *   blk_req_done(blk, op, offset, bytes, req, ret)

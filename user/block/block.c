@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /* block.c - block graph nodes: open/ref/unref, driver registry, request wrappers (bounds, alignment, in-flight), drain. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <glib.h>
 
@@ -15,10 +17,11 @@
 
 struct sluice_co_rwlock sluice_graph_lock;
 
-/* Drivers known by name; qcow2 joins later. */
+/* Drivers known by name. */
 static const struct sluice_block_driver *const block_drivers[] = {
 	&sluice_bdrv_raw,
 	&sluice_bdrv_file,
+	&sluice_bdrv_qcow2,
 };
 
 /* Zero-fill chunk for the write-zeroes fallback. */
@@ -201,12 +204,21 @@ static void bds_free(struct sluice_bds *bs)
 }
 
 /*
- * Main thread.  Probe the format of @filename.  Only raw exists yet, so
- * everything is raw; qcow2 will add a magic check here.
+ * Main thread.  Probe the format of @filename: qcow2 by its magic
+ * ("QFI\xfb"), everything else is raw.
  */
 static const struct sluice_block_driver *bds_probe(const char *filename)
 {
-	(void)filename;
+	unsigned char magic[4];
+	int fd = open(filename, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return &sluice_bdrv_raw;	/* the open of the file node reports the error */
+	n = pread(fd, magic, sizeof(magic), 0);
+	close(fd);
+	if (n == sizeof(magic) && !memcmp(magic, "QFI\xfb", 4))
+		return &sluice_bdrv_qcow2;
 	return &sluice_bdrv_raw;
 }
 
@@ -286,11 +298,14 @@ void sluice_bds_unref(struct sluice_bds *bs)
 	sluice_bds_unref(file);
 }
 
-/* Main thread, drained. */
+/* Main thread, drained: the node, its file child and its backing chain move together. */
 void sluice_bds_set_aio_context(struct sluice_bds *bs, struct sluice_aio_ctx *ctx)
 {
-	for (; bs; bs = bs->file)
+	for (; bs; bs = bs->file) {
 		__atomic_store_n(&bs->ctx, ctx, __ATOMIC_SEQ_CST);
+		if (bs->backing)
+			sluice_bds_set_aio_context(bs->backing, ctx);
+	}
 }
 
 /* Main thread. */
@@ -508,6 +523,8 @@ int coroutine_fn sluice_bds_co_preadv(struct sluice_bds *bs, uint64_t offset, ui
 
 	if (ret < 0 || !bytes)
 		return ret;
+	if (sluice_iov_size(iov, niov) < bytes)
+		return -EINVAL;
 	if (!bs->drv->co_preadv)
 		return -ENOTSUP;
 	sluice_bds_inc_in_flight(bs);
@@ -519,18 +536,33 @@ int coroutine_fn sluice_bds_co_preadv(struct sluice_bds *bs, uint64_t offset, ui
 	return ret;
 }
 
+/*
+ * Coroutine: on a node that may see RMW (request_alignment > 1), anything
+ * that changes data without RMW (aligned writes, write-zeroes, discard)
+ * holds rmw_lock as reader, so that an RMW cannot write back stale padding
+ * over it.
+ */
+static void coroutine_fn bds_co_rmw_shared_lock(struct sluice_bds *bs) TSA_NO_TSA
+{
+	if (bs->request_alignment > 1)
+		sluice_co_rwlock_rdlock(&bs->rmw_lock);
+}
+
+static void coroutine_fn bds_co_rmw_shared_unlock(struct sluice_bds *bs) TSA_NO_TSA
+{
+	if (bs->request_alignment > 1)
+		sluice_co_rwlock_unlock(&bs->rmw_lock);
+}
+
 /* Coroutine: an aligned write on a node that may see RMW takes rmw_lock as reader. */
 static int coroutine_fn bds_co_aligned_write(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
-					     struct iovec *iov, int niov, int flags) TSA_NO_TSA
+					     struct iovec *iov, int niov, int flags)
 {
-	bool lock = bs->request_alignment > 1;
 	int ret;
 
-	if (lock)
-		sluice_co_rwlock_rdlock(&bs->rmw_lock);
+	bds_co_rmw_shared_lock(bs);
 	ret = bds_ret(bs->drv->co_pwritev(bs, offset, bytes, iov, niov, flags));
-	if (lock)
-		sluice_co_rwlock_unlock(&bs->rmw_lock);
+	bds_co_rmw_shared_unlock(bs);
 	return ret;
 }
 
@@ -542,6 +574,8 @@ int coroutine_fn sluice_bds_co_pwritev(struct sluice_bds *bs, uint64_t offset, u
 
 	if (ret < 0 || !bytes)
 		return ret;
+	if (sluice_iov_size(iov, niov) < bytes)
+		return -EINVAL;
 	if (bs->read_only)
 		return -EPERM;
 	if (!bs->drv->co_pwritev)
@@ -582,7 +616,9 @@ int coroutine_fn sluice_bds_co_pdiscard(struct sluice_bds *bs, uint64_t offset, 
 	if (!bs->drv->co_pdiscard)
 		return 0;
 	sluice_bds_inc_in_flight(bs);
+	bds_co_rmw_shared_lock(bs);
 	ret = bds_ret(bs->drv->co_pdiscard(bs, offset, bytes));
+	bds_co_rmw_shared_unlock(bs);
 	if (ret == -ENOTSUP || ret == -EOPNOTSUPP)
 		ret = 0;
 	sluice_bds_dec_in_flight(bs);
@@ -626,8 +662,12 @@ int coroutine_fn sluice_bds_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t off
 		return -EPERM;
 	sluice_bds_inc_in_flight(bs);
 	ret = -ENOTSUP;
-	if (bs->drv->co_pwrite_zeroes)
+	if (bs->drv->co_pwrite_zeroes) {
+		/* Not across the fallback: its writes take rmw_lock themselves. */
+		bds_co_rmw_shared_lock(bs);
 		ret = bds_ret(bs->drv->co_pwrite_zeroes(bs, offset, bytes, flags));
+		bds_co_rmw_shared_unlock(bs);
+	}
 	if ((ret == -ENOTSUP || ret == -EOPNOTSUPP) && !(flags & SLUICE_BDRV_REQ_NO_FALLBACK))
 		ret = bds_co_write_zero_buffers(bs, offset, bytes, flags);
 	sluice_bds_dec_in_flight(bs);

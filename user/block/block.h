@@ -75,6 +75,7 @@ struct sluice_bds {
 	int open_flags;
 	unsigned int refcnt;			/* main thread */
 	struct sluice_bds *file;		/* the child (format nodes), or NULL */
+	struct sluice_bds *backing;		/* backing node (qcow2), opened and unref'd by the driver; read-only */
 	struct sluice_aio_ctx *ctx;		/* where its requests run */
 
 	uint32_t request_alignment;		/* min I/O alignment the driver needs (512 with O_DIRECT) */
@@ -177,5 +178,6 @@ int sluice_blk_pwrite(struct sluice_blk *blk, uint64_t offset, uint64_t bytes, c
 /* Registry of drivers (block.c). */
 extern const struct sluice_block_driver sluice_bdrv_file;
 extern const struct sluice_block_driver sluice_bdrv_raw;
+extern const struct sluice_block_driver sluice_bdrv_qcow2;
 
 #endif /* SLUICE_BLOCK_H */

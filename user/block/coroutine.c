@@ -420,13 +420,16 @@ void coroutine_fn sluice_co_sleep_ns(int64_t ns)
 {
 	struct sluice_co *self = sluice_co_self();
 	struct sluice_timer *t;
+	int64_t now;
 
 	if (!self)
 		co_die("sleep outside coroutine context", NULL);
 	t = sluice_timer_new(self->ctx, co_sleep_cb, self);
 	if (!t)
 		co_die("out of memory", self);
-	sluice_timer_mod_ns(t, sluice_clock_ns() + (ns > 0 ? ns : 0));
+	now = sluice_clock_ns();
+	/* Saturate: a huge @ns sleeps "forever" rather than overflowing into the past. */
+	sluice_timer_mod_ns(t, ns <= 0 ? now : (ns > INT64_MAX - now ? INT64_MAX : now + ns));
 	sluice_co_yield();
 	sluice_timer_free(t);
 }

@@ -19,8 +19,10 @@
 #include "coroutine.h"
 #include "thread-pool.h"
 
-/* Largest iovec array copied on the stack when a request must be resumed. */
+/* Largest iovec array copied on the stack when a request must be resumed (larger ones: heap). */
 #define FILE_IOV_MAX	64
+/* Largest single-buffer transfer put in one SQE (its length field is 32 bits). */
+#define FILE_RW_MAX	(1u << 30)
 
 struct file_state {
 	int fd;
@@ -128,10 +130,13 @@ static int coroutine_fn file_co_rw_once(struct file_state *s, bool write, uint64
 	if (!sqe)
 		return -EAGAIN;
 	if (niov == 1) {
+		/* The SQE length is 32 bits: never let a huge buffer wrap (the caller resumes short I/O). */
+		unsigned int len = MIN(iov[0].iov_len, (size_t)FILE_RW_MAX);
+
 		if (write)
-			io_uring_prep_write(sqe, s->fd, iov[0].iov_base, iov[0].iov_len, offset);
+			io_uring_prep_write(sqe, s->fd, iov[0].iov_base, len, offset);
 		else
-			io_uring_prep_read(sqe, s->fd, iov[0].iov_base, iov[0].iov_len, offset);
+			io_uring_prep_read(sqe, s->fd, iov[0].iov_base, len, offset);
 	} else {
 		if (write)
 			io_uring_prep_writev(sqe, s->fd, iov, niov, offset);
@@ -144,28 +149,41 @@ static int coroutine_fn file_co_rw_once(struct file_state *s, bool write, uint64
 
 /*
  * Coroutine in the node's ctx: move all @bytes, resuming short transfers
- * where they stopped.  Reads at EOF are zero-filled (the node may be longer
- * than the file, e.g. an O_DIRECT tail block).  For buffered I/O try the
- * page cache inline first (RWF_NOWAIT) and queue only what is left.
+ * where they stopped.  Only the first @bytes of @iov are used (the block
+ * layer checked that it holds that many).  Reads at EOF are zero-filled (the
+ * node may be longer than the file, e.g. an O_DIRECT tail block).  For
+ * buffered I/O try the page cache inline first (RWF_NOWAIT) and queue only
+ * what is left.
  */
 static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t offset,
 				   uint64_t bytes, struct iovec *iov, int niov, int flags)
 {
 	struct file_state *s = bs->opaque;
 	int rw_flags = (write && (flags & SLUICE_BDRV_REQ_FUA)) ? RWF_DSYNC : 0;
-	struct iovec local[FILE_IOV_MAX], *cur = iov;
-	int ncur = niov, eagain = 0;
+	struct iovec local[FILE_IOV_MAX], *slice = local, *cur = iov;
+	int ncur = niov, eagain = 0, ret = 0;
 	uint64_t done = 0;
 	bool *broken = write ? &s->nowait_write_broken : &s->nowait_read_broken;
 
+	/* Resumed or trimmed requests need a copy of (part of) @iov; big ones on the heap. */
+	if (niov > FILE_IOV_MAX)
+		slice = g_new(struct iovec, niov);
+	if (sluice_iov_size(iov, niov) != bytes) {
+		ncur = sluice_iov_slice(slice, MAX(niov, FILE_IOV_MAX), iov, niov, 0, bytes);
+		if (ncur < 0) {
+			ret = -EINVAL;
+			goto out;
+		}
+		cur = slice;
+	}
 	if (!s->direct && !*broken && !rw_flags) {
-		ssize_t n = write ? pwritev2(s->fd, iov, niov, offset, RWF_NOWAIT)
-				  : preadv2(s->fd, iov, niov, offset, RWF_NOWAIT);
+		ssize_t n = write ? pwritev2(s->fd, cur, ncur, offset, RWF_NOWAIT)
+				  : preadv2(s->fd, cur, ncur, offset, RWF_NOWAIT);
 
 		if (n == (ssize_t)bytes) {
 			if (write)
 				s->nowait_write_misses = 0;
-			return 0;
+			goto out;
 		}
 		if (n > 0)
 			done = n;
@@ -180,20 +198,27 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 	while (done < bytes) {
 		int n;
 
-		if (done || cur != iov) {
-			ncur = sluice_iov_slice(local, FILE_IOV_MAX, iov, niov, done, bytes - done);
-			if (ncur < 0)
-				return -EINVAL;
-			cur = local;
+		if (done) {
+			ncur = sluice_iov_slice(slice, MAX(niov, FILE_IOV_MAX), iov, niov, done,
+						bytes - done);
+			if (ncur < 0) {
+				ret = -EINVAL;
+				goto out;
+			}
+			cur = slice;
 		}
 		n = file_co_rw_once(s, write, offset + done, cur, ncur, rw_flags);
 		if (n == -EINTR || (n == -EAGAIN && ++eagain < 1000))
 			continue;
-		if (n < 0)
-			return n;
+		if (n < 0) {
+			ret = n;
+			goto out;
+		}
 		if (n == 0) {
-			if (write)
-				return -EIO;
+			if (write) {
+				ret = -EIO;
+				goto out;
+			}
 			goto eof;
 		}
 		done += n;
@@ -201,11 +226,14 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 		if (!write && s->direct && done < bytes)
 			goto eof;
 	}
-	return 0;
+	goto out;
 
 eof:
 	sluice_iov_memset(iov, niov, done, 0, bytes - done);
-	return 0;
+out:
+	if (slice != local)
+		g_free(slice);
+	return ret;
 }
 
 /* Coroutine in the node's ctx. */
