@@ -4,10 +4,12 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
+#include <linux/magic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <glib.h>
@@ -29,6 +31,7 @@ struct file_state {
 	bool is_bdev;
 	bool use_threads;		/* aio=threads */
 	bool direct;			/* O_DIRECT */
+	bool in_memory;			/* tmpfs/ramfs: buffered I/O is a memory copy, done inline */
 	bool nowait_read_broken;	/* RWF_NOWAIT reads refused: stop trying */
 	bool nowait_write_broken;	/* RWF_NOWAIT writes refused: stop trying */
 	unsigned int nowait_write_misses; /* consecutive RWF_NOWAIT writes that did nothing */
@@ -175,6 +178,42 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 			goto out;
 		}
 		cur = slice;
+	}
+	if (s->in_memory && !s->direct) {
+		/*
+		 * tmpfs and ramfs have no disk to wait for (RWF_NOWAIT is refused
+		 * there on some kernels): a ring round trip would only add latency.
+		 */
+		while (done < bytes) {
+			ssize_t n;
+
+			if (done) {
+				ncur = sluice_iov_slice(slice, MAX(niov, FILE_IOV_MAX), iov, niov, done,
+							bytes - done);
+				if (ncur < 0) {
+					ret = -EINVAL;
+					goto out;
+				}
+				cur = slice;
+			}
+			n = write ? pwritev2(s->fd, cur, ncur, offset + done, rw_flags)
+				  : preadv2(s->fd, cur, ncur, offset + done, 0);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				ret = -errno;
+				goto out;
+			}
+			if (n == 0) {
+				if (write) {
+					ret = -EIO;
+					goto out;
+				}
+				goto eof;
+			}
+			done += n;
+		}
+		goto out;
 	}
 	if (!s->direct && !*broken && !rw_flags) {
 		ssize_t n = write ? pwritev2(s->fd, cur, ncur, offset, RWF_NOWAIT)
@@ -460,6 +499,11 @@ static int file_open(struct sluice_bds *bs, const char *filename, int flags, cha
 	}
 	if (S_ISBLK(st.st_mode)) {
 		s->is_bdev = true;
+	} else if (S_ISREG(st.st_mode)) {
+		struct statfs sfs;
+
+		s->in_memory = !fstatfs(s->fd, &sfs) &&
+			       (sfs.f_type == TMPFS_MAGIC || sfs.f_type == RAMFS_MAGIC);
 	} else if (!S_ISREG(st.st_mode)) {
 		if (errp)
 			*errp = g_strdup_printf("'%s' is not a regular file or a block device",
