@@ -297,6 +297,10 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 		return sluice_blk_get_stats(disk, argp);
 	}
 
+	if (_IOC_NR(cmd) > _IOC_NR(SLUICE_BLK_SET_VRING_ENABLE) ||
+	    (_IOC_NR(cmd) > _IOC_NR(SLUICE_BLK_GET_STATS) && _IOC_NR(cmd) < _IOC_NR(SLUICE_BLK_SET_VRING_NUM)))
+		return -ENOTTY;
+
 	/* Everything else changes the disk: only its owner may. */
 	if (!disk->mm)
 		return -EINVAL;
