@@ -80,8 +80,16 @@ nf=0
 for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
 	nf=$((nf + 1))
+	# A target names what it needs beyond the walker in comment lines:
+	# "// fuzz-sources: FILE...", "// fuzz-pkgs: PKG..." (pkg-config), "// fuzz-cflags: FLAG..." (paths from the repo root).
+	fsrcs=() fflags=()
+	for f in $(sed -n 's|^// fuzz-sources:||p' "$src"); do fsrcs+=("$REPO/$f"); done
+	for f in $(sed -n 's|^// fuzz-cflags:||p' "$src"); do fflags+=("${f/#-I/-I$REPO/}"); done
+	fpkgs=$(sed -n 's|^// fuzz-pkgs:||p' "$src")
+	# shellcheck disable=SC2046,SC2086
 	if ! clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE \
-		-I"$REPO/include" -I"$REPO/include/uapi" "$src" "$REPO/include/sluice/vq_walk.c" \
+		-I"$REPO/include" -I"$REPO/include/uapi" "${fflags[@]}" "$src" "$REPO/include/sluice/vq_walk.c" \
+		"${fsrcs[@]}" $([ -n "$fpkgs" ] && pkg-config --cflags --libs $fpkgs) -lpthread \
 		-o "$B/fuzz/$name" >"$C/$name.log" 2>&1; then
 		echo "not ok $nf $name # does not build" >>"$C/fuzz.body"
 		continue
@@ -103,10 +111,10 @@ summary+=(--ktap "fuzz=$C/fuzz.ktap")
 for v in "${KVERS[@]}"; do
 	say "lab suites on $v"
 	[ -f "$B/kmod/$v/sluice_blk.ko" ] || { summary+=(--lab "lab-$v=/nonexistent/module-not-built"); continue; }
-	"$REPO/tests/lab/lab.sh" --kver "$v" -- tests/lab/run_suites.sh
+	"$REPO/tests/lab/lab.sh" --kver "$v" --out "$B/lab/$v/check" -- tests/lab/run_suites.sh
 	st=$?
 	found=0
-	for f in "$B/lab/$v/out/ktap/"*.ktap; do
+	for f in "$B/lab/$v/check/ktap/"*.ktap; do
 		[ -f "$f" ] || continue
 		s=$(basename "$f" .ktap)
 		cp "$f" "$C/lab-$v-$s.ktap"

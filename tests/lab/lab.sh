@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 # lab.sh - run a command inside the lab VM (Debian kernel under TCG, host / shared read-only) and return its status.
 #
-# usage: lab.sh [--kver SPEC] [--kmod FILE.ko] [--timeout SEC] [--mem SIZE] [--no-kmod] [--] 'shell command'
+# usage: lab.sh [--kver SPEC] [--kmod FILE.ko] [--timeout SEC] [--mem SIZE] [--no-kmod] [--out DIR] [--] 'shell command'
 #
+# Runs may go on concurrently: each gets its own results directory (--out DIR, or a fresh
+# build/lab/<kver>/run.XXXXXX, removed after a successful run) and its own scratch disk.
 # The command runs as root with cwd = the repository (same path as on the host), after kvm, kvm_amd and this
 # repository's sluice_blk.ko (for that kernel) were loaded.  $SLUICE_LAB_OUT is a writable directory that the
 # host sees at the same path; / is the host's root, read-only; /tmp and /run are tmpfs; /scratch is a fresh
@@ -17,6 +19,7 @@ LOAD_KMOD=1
 TIMEOUT=${LAB_TIMEOUT:-900}
 MEM=${LAB_MEM:-4G}
 SCRATCH_SIZE=${LAB_SCRATCH_SIZE:-4G}
+OUT_ARG=
 
 die() { printf 'lab: error: %s\n' "$*" >&2; exit 125; }
 
@@ -27,6 +30,7 @@ while [ $# -gt 0 ]; do
 	--no-kmod) LOAD_KMOD=0; shift ;;
 	--timeout) TIMEOUT=$2; shift 2 ;;
 	--mem) MEM=$2; shift 2 ;;
+	--out) OUT_ARG=$2; shift 2 ;;
 	--) shift; break ;;
 	-*) die "unknown option $1" ;;
 	*) break ;;
@@ -48,18 +52,22 @@ if [ "$LOAD_KMOD" -eq 1 ] && [ ! -f "$KMOD" ]; then
 fi
 
 LAB=$REPO/build/lab/$KVER
-OUT=$LAB/out
 mkdir -p "$LAB"
-rm -rf "$OUT"
-mkdir -p "$OUT"
+if [ -n "$OUT_ARG" ]; then
+	mkdir -p "$OUT_ARG"
+	OUT=$(cd "$OUT_ARG" && pwd)
+	rm -rf "${OUT:?}"/*
+else
+	OUT=$(mktemp -d "$LAB/run.XXXXXX")
+fi
+case "$OUT" in *[[:space:]]*) die "the results directory must not contain spaces: $OUT" ;; esac
 
 # The initramfs: busybox plus the modules needed to reach the host's root over virtio-9p.  Everything
 # else (kvm, ext4, ...) is modprobed from the host's /lib/modules after the switch to that root.
 INITRD=$LAB/initramfs.cpio.gz
 stamp="$KVER $(stat -c %Y "$REPO/tests/lab/init.sh" /bin/busybox | tr '\n' ' ')"
 if [ ! -f "$INITRD" ] || [ "$(cat "$LAB/initramfs.stamp" 2>/dev/null)" != "$stamp" ]; then
-	root=$LAB/initramfs
-	rm -rf "$root"
+	root=$(mktemp -d "$LAB/initramfs.XXXXXX")
 	mkdir -p "$root"/{bin,dev,proc,sys,newroot,out,lib/modules}
 	cp /bin/busybox "$root/bin/busybox"
 	cp "$REPO/tests/lab/init.sh" "$root/init"
@@ -78,13 +86,14 @@ if [ ! -f "$INITRD" ] || [ "$(cat "$LAB/initramfs.stamp" 2>/dev/null)" != "$stam
 	done
 	grep -q '^9p\.ko$' "$root/modules.list" || grep -q 9p "/lib/modules/$KVER/modules.builtin" ||
 		die "9p modules for $KVER not found under /lib/modules/$KVER"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$INITRD.tmp"
-	mv "$INITRD.tmp" "$INITRD"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$INITRD.$$"
+	mv "$INITRD.$$" "$INITRD"	# atomic: concurrent runs may build the same thing
 	echo "$stamp" >"$LAB/initramfs.stamp"
+	rm -rf "$root"
 fi
 
 # A scratch disk, formatted afresh in the guest at every boot.
-SCRATCH=$LAB/scratch.img
+SCRATCH=$LAB/scratch-$(basename "$OUT").img
 rm -f "$SCRATCH"
 truncate -s "$SCRATCH_SIZE" "$SCRATCH"
 
@@ -126,4 +135,6 @@ rc=$(cat "$OUT/rc")
 if [ -s "$OUT/lab-error" ]; then
 	cat "$OUT/lab-error" >&2
 fi
+# A successful run's private results go; a failed one's stay for a look.
+[ -z "$OUT_ARG" ] && [ "$rc" -eq 0 ] && rm -rf "$OUT"
 exit "$rc"
