@@ -109,7 +109,7 @@ bad_inputs() {
 	fails_with "--mem" --kernel "$KERNEL" --mem 0 || return 1
 	fails_with "--cpus" --kernel "$KERNEL" --cpus 0 || return 1
 	fails_with "unknown option" --kernel "$KERNEL" --frobnicate || return 1
-	fails_with "not supported yet" --kernel "$KERNEL" --drive file=x.img || return 1
+	fails_with "format=raw|qcow2 is required" --kernel "$KERNEL" --drive file=x.img || return 1
 	fails_with "--kernel is required" --cpus 1 || return 1
 }
 

@@ -1,14 +1,34 @@
 #!/bin/sh
 # SPDX-License-Identifier: GPL-2.0
-# mkinitramfs.sh - build the vmm suite's guest initramfs (static busybox; /init reports what the guest sees, then reboots).
-# usage: mkinitramfs.sh OUT.cpio.gz
+# mkinitramfs.sh - build the vmm suite's guest initramfs (static busybox, the virtio modules of every installed kernel,
+# a static load generator; /init reports what the guest sees, runs the disk tests named on its cmdline, then reboots).
+# usage: mkinitramfs.sh OUT.cpio.gz [sluice-load.c]
 set -eu
 out=$1
+load_src=${2:-}
 [ -x /bin/busybox ] || { echo "mkinitramfs.sh: /bin/busybox not found (busybox-static)" >&2; exit 1; }
 root=$(mktemp -d "${out%/*}/.initramfs.XXXXXX")
 trap 'rm -rf "$root"' EXIT
 mkdir -p "$root/bin" "$root/dev" "$root/proc" "$root/sys"
 cp /bin/busybox "$root/bin/busybox"
+# virtio-pci + virtio-blk for each kernel: 6.1 has them all as modules, 6.12 builds virtio_pci in.
+for kdir in /lib/modules/*/; do
+	kver=$(basename "$kdir")
+	mkdir -p "$root/lib/modules/$kver"
+	for m in $( (modprobe -S "$kver" --show-depends virtio_pci; modprobe -S "$kver" --show-depends virtio_blk) 2>/dev/null | awk '!seen[$0]++' | sed -n 's/^insmod \([^ ]*\).*/\1/p'); do
+		name=$(basename "$m")
+		case "$m" in
+		*.xz) xz -dc "$m" >"$root/lib/modules/$kver/${name%.xz}" ;;
+		*.zst) zstd -qdc "$m" >"$root/lib/modules/$kver/${name%.zst}" ;;
+		*) cp "$m" "$root/lib/modules/$kver/$name" ;;
+		esac
+		# Load order = modprobe's order.
+		echo "${name%.*z*}" | sed 's/\.ko$//' >>"$root/lib/modules/$kver/order"
+	done
+done
+if [ -n "$load_src" ]; then
+	${CC:-gcc} -static -O2 -pthread -o "$root/bin/sluice-load" "$load_src"
+fi
 cat >"$root/init" <<'INIT'
 #!/bin/busybox sh
 # /init of the vmm suite's guest: print what the guest sees on the serial console, then reboot (reboot=k).
@@ -28,6 +48,74 @@ if grep -q 'sluice.echo' /proc/cmdline; then
 		case "$line" in *ping-from-stdin) break ;; esac
 	done
 	echo "SLUICE-READ: ping-from-stdin"
+fi
+
+# The disk tests (tests/vmm/blk.sh): sluice.blk=verify|loop:N|bench
+blk=$(sed -n 's/.*sluice\.blk=\([^ ]*\).*/\1/p' /proc/cmdline)
+if [ -n "$blk" ]; then
+	kver=$(uname -r)
+	if [ -f "/lib/modules/$kver/order" ]; then
+		while read -r m; do insmod "/lib/modules/$kver/$m.ko" 2>/dev/null; done <"/lib/modules/$kver/order"
+	fi
+	echo "SLUICE-PCI: $(ls /sys/bus/pci/devices | tr '\n' ' ')"
+	n=0
+	while [ ! -b /dev/vda ] && [ $n -lt 50 ]; do sleep 0.2; n=$((n + 1)); done
+	disks=$(cd /sys/block && ls -d vd* 2>/dev/null | tr '\n' ' ')
+	echo "SLUICE-BLK-DISKS: $disks"
+	zero1m=$(dd if=/dev/zero bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+	for d in $disks; do
+		echo "SLUICE-BLK-INFO: $d size=$(blockdev --getsize64 /dev/$d) serial=$(cat /sys/block/$d/serial 2>/dev/null) queues=$(ls /sys/block/$d/mq | wc -l) ro=$(cat /sys/block/$d/ro)"
+	done
+	case "$blk" in
+	verify)
+		for d in $disks; do
+			[ "$(cat /sys/block/$d/ro)" = 1 ] && continue
+			dd if=/dev/urandom of=/pat bs=64k count=32 2>/dev/null
+			want=$(md5sum </pat | cut -d' ' -f1)
+			want1=$(dd if=/pat bs=64k count=16 2>/dev/null | md5sum | cut -d' ' -f1)
+			# 2 MiB at 1 MiB, O_DIRECT; 1 MiB at 4 MiB through the page cache, then sync and flush.
+			dd if=/pat of=/dev/$d bs=64k seek=16 oflag=direct conv=fsync 2>/dev/null || echo "SLUICE-BLK-ERROR: $d direct write"
+			dd if=/pat of=/dev/$d bs=64k seek=64 count=16 2>/dev/null || echo "SLUICE-BLK-ERROR: $d buffered write"
+			sync
+			blockdev --flushbufs /dev/$d
+			got=$(dd if=/dev/$d bs=64k skip=16 count=32 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			got1=$(dd if=/dev/$d bs=64k skip=64 count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			echo "SLUICE-BLK-WRITE: $d $want $got $want1 $got1"
+			# discard 1 MiB at 8 MiB, write zeroes 1 MiB at 12 MiB; the second must read back as zeroes.
+			sluice-load discard /dev/$d $((8 << 20)) $((1 << 20)) && echo "SLUICE-BLK-DISCARD: $d ok"
+			sluice-load zeroout /dev/$d $((12 << 20)) $((1 << 20)) && echo "SLUICE-BLK-ZEROOUT: $d ok"
+			z=$(dd if=/dev/$d bs=64k skip=192 count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			[ "$z" = "$zero1m" ] && echo "SLUICE-BLK-ZEROES-READ: $d ok"
+			sync
+		done
+		;;
+	loop:*)
+		# N rounds of write + read back + compare over 1 MiB slices of vda (during a queue move).
+		rounds=${blk#loop:}
+		bad=0
+		dd if=/dev/urandom of=/pat bs=64k count=16 2>/dev/null
+		want=$(md5sum </pat | cut -d' ' -f1)
+		i=0
+		while [ $i -lt "$rounds" ]; do
+			off=$((16 + (i % 8) * 16))
+			dd if=/pat of=/dev/vda bs=64k seek=$off oflag=direct 2>/dev/null || bad=$((bad + 1))
+			got=$(dd if=/dev/vda bs=64k skip=$off count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+			[ "$got" = "$want" ] || bad=$((bad + 1))
+			i=$((i + 1))
+		done
+		sync
+		echo "SLUICE-BLK-LOOP: rounds=$rounds bad=$bad md5=$want"
+		;;
+	bench)
+		for m in read write; do
+			for qd in 1 32; do
+				sluice-load rand /dev/vda $m $qd 5 64
+			done
+		done
+		;;
+	esac
+	grep virtio /proc/interrupts | sed 's/^/SLUICE-IRQ: /'
+	echo "SLUICE-BLK-DONE"
 fi
 case " $(cat /proc/cmdline) " in
 *" sluice.poweroff "*) poweroff -f ;;

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "pci.h"
 #include "vmm.h"
 
 #define PORT_KBD_DATA		0x60
@@ -81,12 +82,9 @@ static void port_access(struct sluice_vcpu *vcpu, uint16_t port, bool is_write, 
 			sluice_vm_request_exit(vm, 0, "guest reset (port 0xcf9)");
 		return;
 	}
-	if (port == PORT_PCI_ADDR && size == 4) {
-		/* Configuration mechanism #1 is there; no device answers yet. */
-		if (is_write)
-			memcpy(&vm->pci_addr, data, 4);
-		else
-			memcpy(data, &vm->pci_addr, 4);
+	if (port >= PORT_PCI_ADDR && port + size <= PORT_PCI_DATA + 4 && vm->pci) {
+		/* Configuration mechanism #1 (pci.c). */
+		sluice_pci_port_io(vm, port, is_write, data, size);
 		return;
 	}
 	if (port == PORT_CMOS_INDEX) {
@@ -119,11 +117,14 @@ void sluice_ioport_exit(struct sluice_vcpu *vcpu)
 	}
 }
 
-/* KVM_EXIT_MMIO: no MMIO device yet; reads return all ones, writes are dropped. vCPU threads. */
+/* KVM_EXIT_MMIO: PCI BARs; elsewhere reads return all ones and writes are dropped. vCPU threads. */
 void sluice_mmio_exit(struct sluice_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 
+	if (run->mmio.len <= sizeof(run->mmio.data) &&
+	    sluice_pci_mmio(vcpu->vm, run->mmio.phys_addr, run->mmio.is_write, run->mmio.data, run->mmio.len))
+		return;
 	if (!run->mmio.is_write)
 		memset(run->mmio.data, 0xff, sizeof(run->mmio.data));
 }

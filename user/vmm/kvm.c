@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -65,6 +66,8 @@ void sluice_vm_request_exit(struct sluice_vm *vm, int status, const char *fmt, .
 		vsnprintf(vm->exit_reason, sizeof(vm->exit_reason), fmt, ap);
 		va_end(ap);
 		pthread_cond_broadcast(&vm->exit_cond);
+		if (vm->exit_fd >= 0)
+			eventfd_write(vm->exit_fd, 1);
 	}
 	pthread_mutex_unlock(&vm->exit_lock);
 }

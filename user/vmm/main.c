@@ -9,7 +9,18 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+
+#include <glib-unix.h>
+#include <glib.h>
+
+#include "aio.h"
+#include "block.h"
+#include "control.h"
+#include "iothread.h"
+#include "pci.h"
 #include "util.h"
+#include "virtio-blk.h"
 #include "vmm.h"
 
 #define EXIT_USAGE	2
@@ -45,10 +56,20 @@ static void usage(FILE *f)
 		"  -c, --cpus N          vCPUs, 1-%d (default 1)\n"
 		"  -m, --mem SIZE        guest RAM with a k/M/G suffix; a bare number is MiB (default 256M,\n"
 		"                        at least 16M; RAM above 3G appears above 4G)\n"
-		"      --drive SPEC      (coming: not supported yet) a virtio-blk disk:\n"
-		"                        file=PATH,format=raw|qcow2[,dataplane=user|kernel][,iothread=ID]\n"
-		"      --iothread ID     (coming: not supported yet) an IOThread for --drive ...,iothread=ID\n"
-		"      --control PATH    (coming: not supported yet) the JSON control socket\n"
+		"      --drive SPEC      a virtio-blk disk (virtio-pci, MSI-X); several allowed. SPEC is\n"
+		"                        file=PATH,format=raw|qcow2[,id=NAME][,dataplane=user|kernel|auto]\n"
+		"                        [,queues=N][,queue-size=N][,iothread=NAME[:NAME...]]\n"
+		"                        [,cache=none|writeback][,readonly=on]\n"
+		"                        queues: 1-16 (default: one per vCPU); queue-size: power of 2, 4-1024\n"
+		"                        (default 256); iothread: the queues go round-robin over these\n"
+		"                        (default: over every --iothread); cache=none is O_DIRECT;\n"
+		"                        dataplane=kernel (sluice_blk.ko) is not implemented yet, auto\n"
+		"                        falls back to user\n"
+		"      --iothread id=NAME an IOThread (an event loop thread serving queues); several allowed;\n"
+		"                        with --drive and no --iothread, one called iothread0 is made\n"
+		"      --control PATH    a unix socket (mode 0600) taking one JSON command per line:\n"
+		"                        query-status, query-iothreads, query-block, set-queue-iothread, quit\n"
+		"                        (client: sluice-ctl)\n"
 		"  -h, --help            this text\n"
 		"\n"
 		"The VM ends when the guest reboots (exit 0; use \"reboot=k\" and \"reboot -f\", or\n"
@@ -123,15 +144,46 @@ static int parse_args(int argc, char **argv, struct sluice_config *cfg)
 				return EXIT_USAGE;
 			}
 			break;
-		case OPT_DRIVE:
-			fprintf(stderr, "sluice: --drive is not supported yet\n");
-			return EXIT_USAGE;
-		case OPT_IOTHREAD:
-			fprintf(stderr, "sluice: --iothread is not supported yet\n");
-			return EXIT_USAGE;
+		case OPT_DRIVE: {
+			char *err = NULL;
+
+			if (cfg->nr_drives == SLUICE_MAX_DRIVES) {
+				fprintf(stderr, "sluice: at most %d --drive\n", SLUICE_MAX_DRIVES);
+				return EXIT_USAGE;
+			}
+			if (sluice_drive_opts_parse(optarg, &cfg->drives[cfg->nr_drives], &err)) {
+				fprintf(stderr, "sluice: %s\n", err);
+				g_free(err);
+				return EXIT_USAGE;
+			}
+			cfg->nr_drives++;
+			break;
+		}
+		case OPT_IOTHREAD: {
+			const char *id = strncmp(optarg, "id=", 3) ? optarg : optarg + 3;
+			unsigned int i;
+
+			if (!*id || strchr(id, ',') || strchr(id, ':') || strlen(id) > 31) {
+				fprintf(stderr, "sluice: --iothread '%s': expected id=NAME (1-31 characters, no ',' ':')\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			for (i = 0; i < cfg->nr_iothreads; i++) {
+				if (!strcmp(cfg->iothreads[i], id)) {
+					fprintf(stderr, "sluice: --iothread id=%s given twice\n", id);
+					return EXIT_USAGE;
+				}
+			}
+			if (cfg->nr_iothreads == SLUICE_MAX_IOTHREADS) {
+				fprintf(stderr, "sluice: at most %d --iothread\n", SLUICE_MAX_IOTHREADS);
+				return EXIT_USAGE;
+			}
+			cfg->iothreads[cfg->nr_iothreads++] = id;
+			break;
+		}
 		case OPT_CONTROL:
-			fprintf(stderr, "sluice: --control is not supported yet\n");
-			return EXIT_USAGE;
+			cfg->control = optarg;
+			break;
 		case 'h':
 			return -1;
 		case ':':
@@ -169,13 +221,93 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+/* Main thread (GLib watch on vm->exit_fd): an exit was requested; leave the main loop. */
+static gboolean exit_requested(gint fd, GIOCondition cond, gpointer opaque)
+{
+	g_main_loop_quit(opaque);
+	return G_SOURCE_REMOVE;
+}
+
+/* Main thread: check the kernel file before touching /dev/kvm, so that a bad file says so. */
+static int check_kernel(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	uint8_t hdr[0x400];
+	const char *why;
+	long size;
+	size_t n;
+
+	if (!f) {
+		fprintf(stderr, "sluice: cannot open %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	n = fread(hdr, 1, sizeof(hdr), f);
+	fseek(f, 0, SEEK_END);
+	size = ftell(f);
+	fclose(f);
+	if (sluice_bzimage_check(hdr, n, size < 0 ? 0 : size, &why)) {
+		fprintf(stderr, "sluice: %s %s\n", path, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* Main thread: the IOThreads (named ones, or iothread0 when disks need one) and the disks. */
+static int devices_create(struct sluice_vm *vm, struct sluice_config *cfg)
+{
+	struct sluice_vblk *vblk;
+	unsigned int i;
+	char *err = NULL;
+
+	for (i = 0; i < cfg->nr_iothreads; i++) {
+		if (!sluice_iothread_new(cfg->iothreads[i])) {
+			fprintf(stderr, "sluice: cannot start IOThread %s: %s\n", cfg->iothreads[i], strerror(errno));
+			return -1;
+		}
+	}
+	if (cfg->nr_drives && !cfg->nr_iothreads && !sluice_iothread_new("iothread0")) {
+		fprintf(stderr, "sluice: cannot start an IOThread: %s\n", strerror(errno));
+		return -1;
+	}
+	for (i = 0; i < cfg->nr_drives; i++) {
+		if (sluice_vblk_create(vm, cfg->drives[i], &vblk, &err)) {
+			fprintf(stderr, "sluice: %s\n", err);
+			g_free(err);
+			return -1;
+		}
+		cfg->drives[i] = NULL;	/* the disk owns its options now */
+	}
+	return 0;
+}
+
+/* Main thread, vCPUs stopped: disks first (they stop their queues in the IOThreads), then the threads. */
+static void devices_destroy(struct sluice_config *cfg)
+{
+	struct sluice_iothread *t;
+	unsigned int i;
+
+	while (sluice_vblk_first()) {
+		struct sluice_vblk *v = sluice_vblk_first();
+		struct sluice_drive_opts *o = v->opts;
+
+		sluice_vblk_destroy(v);
+		sluice_drive_opts_free(o);
+	}
+	for (i = 0; i < cfg->nr_drives; i++)
+		sluice_drive_opts_free(cfg->drives[i]);
+	while ((t = sluice_iothread_next(NULL)))
+		sluice_iothread_free(t);
+}
+
 int main(int argc, char **argv)
 {
-	static struct sluice_vm vm = { .kvm_fd = -1, .vm_fd = -1 };
+	static struct sluice_vm vm = { .kvm_fd = -1, .vm_fd = -1, .exit_fd = -1 };
 	struct sluice_config cfg = { 0 };
+	struct sluice_control *control = NULL;
 	struct termios saved_tty, raw_tty;
 	bool tty_raw = false;
 	pthread_t sig_thread;
+	GMainLoop *loop;
 	char err[512];
 	sigset_t set;
 	int ret;
@@ -191,52 +323,59 @@ int main(int argc, char **argv)
 	pthread_mutex_init(&vm.exit_lock, NULL);
 	pthread_cond_init(&vm.exit_cond, NULL);
 	vm.nr_cpus = cfg.nr_cpus;
-
-	/* Check the kernel before touching /dev/kvm, so that a bad file says so. */
-	{
-		FILE *f = fopen(cfg.kernel, "rb");
-		uint8_t hdr[0x400];
-		const char *why;
-		long size;
-		size_t n;
-
-		if (!f) {
-			fprintf(stderr, "sluice: cannot open %s: %s\n", cfg.kernel, strerror(errno));
-			return 1;
-		}
-		n = fread(hdr, 1, sizeof(hdr), f);
-		fseek(f, 0, SEEK_END);
-		size = ftell(f);
-		fclose(f);
-		if (sluice_bzimage_check(hdr, n, size < 0 ? 0 : size, &why)) {
-			fprintf(stderr, "sluice: %s %s\n", cfg.kernel, why);
-			return 1;
-		}
-	}
-
-	if (sluice_kvm_init(&vm, &cfg))
+	if (check_kernel(cfg.kernel))
 		return 1;
-	ret = sluice_boot_load(&vm, &cfg, err, sizeof(err));
-	if (ret) {
-		fprintf(stderr, "sluice: %s\n", err);
-		goto err_kvm;
+	vm.exit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm.exit_fd < 0) {
+		fprintf(stderr, "sluice: eventfd: %s\n", strerror(errno));
+		return 1;
 	}
-	ret = sluice_mptable_write(&vm);
-	if (ret) {
-		fprintf(stderr, "sluice: cannot write the MP table: %s\n", strerror(-ret));
-		goto err_kvm;
-	}
-	sluice_serial_init(&vm, STDIN_FILENO, STDOUT_FILENO);
-	ret = sluice_vcpus_create(&vm);
-	if (ret)
-		goto err_serial;
 
+	/* Signals go to the signal thread: block them before any thread (IOThreads included) starts. */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+
+	if (sluice_kvm_init(&vm, &cfg))
+		return 1;
+	sluice_irq_init(&vm);
+	/* The block layer's main loop lives on this thread, dispatched by the GLib loop below. */
+	g_source_attach(sluice_aio_get_g_source(sluice_block_main_ctx()), NULL);
+	ret = sluice_pci_init(&vm);
+	if (ret) {
+		fprintf(stderr, "sluice: cannot create the PCI bus: %s\n", strerror(-ret));
+		goto err_kvm;
+	}
+	if (devices_create(&vm, &cfg))
+		goto err_devices;
+	ret = sluice_boot_load(&vm, &cfg, err, sizeof(err));
+	if (ret) {
+		fprintf(stderr, "sluice: %s\n", err);
+		goto err_devices;
+	}
+	ret = sluice_mptable_write(&vm);
+	if (ret) {
+		fprintf(stderr, "sluice: cannot write the MP table: %s\n", strerror(-ret));
+		goto err_devices;
+	}
+	if (cfg.control) {
+		char *cerr = NULL;
+
+		control = sluice_control_new(&vm, cfg.control, &cerr);
+		if (!control) {
+			fprintf(stderr, "sluice: %s\n", cerr);
+			g_free(cerr);
+			goto err_devices;
+		}
+	}
+	sluice_serial_init(&vm, STDIN_FILENO, STDOUT_FILENO);
+	ret = sluice_vcpus_create(&vm);
+	if (ret)
+		goto err_serial;
+
 	ret = pthread_create(&sig_thread, NULL, signal_thread, &vm);
 	if (ret) {
 		fprintf(stderr, "sluice: cannot start the signal thread: %s\n", strerror(ret));
@@ -259,16 +398,20 @@ int main(int argc, char **argv)
 	if (ret)
 		sluice_vm_request_exit(&vm, 1, "cannot start the vCPUs: %s", strerror(-ret));
 
-	pthread_mutex_lock(&vm.exit_lock);
-	while (!vm.exit_requested)
-		pthread_cond_wait(&vm.exit_cond, &vm.exit_lock);
-	pthread_mutex_unlock(&vm.exit_lock);
+	/* The main loop: control socket, block layer main ctx; ends on an exit request. */
+	loop = g_main_loop_new(NULL, FALSE);
+	g_unix_fd_add(vm.exit_fd, G_IO_IN, exit_requested, loop);
+	g_main_loop_run(loop);
+	g_main_loop_unref(loop);
 
 	sluice_vcpus_stop(&vm);
 	sluice_serial_exit(&vm);
 	if (tty_raw)
 		tcsetattr(vm.serial.in_fd, TCSANOW, &saved_tty);
 	sluice_vcpus_destroy(&vm);
+	sluice_control_free(control);
+	devices_destroy(&cfg);
+	sluice_pci_exit(&vm);
 	sluice_kvm_exit(&vm);
 	if (vm.exit_status)
 		fprintf(stderr, "sluice: %s\n", vm.exit_reason);
@@ -278,6 +421,10 @@ err_vcpus:
 	sluice_vcpus_destroy(&vm);
 err_serial:
 	sluice_serial_exit(&vm);
+	sluice_control_free(control);
+err_devices:
+	devices_destroy(&cfg);
+	sluice_pci_exit(&vm);
 err_kvm:
 	sluice_kvm_exit(&vm);
 	return 1;

@@ -32,13 +32,29 @@
 #define SLUICE_MPTABLE_ADDR	0xf0000ULL	/* MP floating pointer + config table */
 #define SLUICE_KERNEL_MIN	0x100000ULL
 
+/* PCI: devices' BARs are placed in this window of the PCI hole (below the IOAPIC). */
+#define SLUICE_PCI_MMIO_START	0xe0000000ULL
+#define SLUICE_PCI_MMIO_END	0xfe000000ULL
+/* GSIs 0-23 are the PIC/IOAPIC pins; MSI routes start above them. */
+#define SLUICE_MSI_GSI_BASE	24
+#define SLUICE_MSI_MAX		256
+
+struct sluice_drive_opts;
+
 /* What the user asked for on the command line. */
+#define SLUICE_MAX_DRIVES	16
+#define SLUICE_MAX_IOTHREADS	64
 struct sluice_config {
 	const char *kernel;
 	const char *initrd;
 	const char *append;
 	unsigned int nr_cpus;
 	uint64_t mem_size;
+	const char *control;
+	unsigned int nr_drives;
+	struct sluice_drive_opts *drives[SLUICE_MAX_DRIVES];
+	unsigned int nr_iothreads;
+	const char *iothreads[SLUICE_MAX_IOTHREADS];
 };
 
 struct sluice_vm;
@@ -86,7 +102,15 @@ struct sluice_vm {
 	uint64_t entry;		/* 64-bit entry point of the kernel */
 
 	struct sluice_serial serial;
-	uint32_t pci_addr;	/* last value written to 0xcf8 */
+	struct sluice_pci_bus *pci;
+
+	/* MSI routes (irq.c), under irq_lock: GSI SLUICE_MSI_GSI_BASE + i is msi[i] when msi_used[i]. */
+	pthread_mutex_t irq_lock;
+	unsigned int nr_msi;
+	struct kvm_irq_routing_msi msi[SLUICE_MSI_MAX];
+	bool msi_valid[SLUICE_MSI_MAX];
+
+	int exit_fd;		/* eventfd written by sluice_vm_request_exit(): wakes the main loop */
 	uint8_t cmos_index;
 
 	/* The exit protocol: the first request wins; the main thread waits for it. */
@@ -132,6 +156,13 @@ int sluice_serial_init(struct sluice_vm *vm, int in_fd, int out_fd);
 int sluice_serial_start_input(struct sluice_vm *vm);
 void sluice_serial_exit(struct sluice_vm *vm);
 void sluice_serial_io(struct sluice_vm *vm, uint16_t port, bool is_write, uint8_t *data);
+
+/* irq.c: MSI routes, irqfds and ioeventfds.  Any thread (they serialise on irq_lock / in KVM). */
+int sluice_irq_init(struct sluice_vm *vm);
+int sluice_msi_gsi_alloc(struct sluice_vm *vm);
+int sluice_msi_route_set(struct sluice_vm *vm, int gsi, uint64_t addr, uint32_t data, bool valid);
+int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign);
+int sluice_ioeventfd(struct sluice_vm *vm, uint64_t addr, unsigned int len, int fd, bool assign);
 
 /* ioport.c */
 void sluice_ioport_exit(struct sluice_vcpu *vcpu);

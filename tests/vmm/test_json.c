@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: GPL-2.0
+/* test_json.c - the control socket's JSON reader and writer, and command dispatch, without KVM. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "control.h"
+#include "json.h"
+#include "ktap.h"
+#include "vmm.h"
+
+static enum ktap_result parse_values(void)
+{
+	const char *text = " {\"a\": [1, -2, 3.5, 1e3, true, false, null], \"s\": \"x\\\"\\\\\\n\\u00e9\\ud83d\\ude00\","
+			   " \"o\": {}, \"e\": [], \"big\": 9007199254740993} ";
+	const struct sluice_json *a, *s;
+	struct sluice_json *v;
+	char *err = NULL;
+
+	v = sluice_json_parse(text, strlen(text), &err);
+	KTAP_EXPECT(v, "parse failed: %s", err);
+	KTAP_EXPECT(v->type == SLUICE_JSON_OBJECT && v->n == 5, "type %d n %zu", v->type, v->n);
+	a = sluice_json_get(v, "a");
+	KTAP_EXPECT(a && a->type == SLUICE_JSON_ARRAY && a->n == 7, "array");
+	KTAP_EXPECT(a->items[0]->is_int && a->items[0]->integer == 1, "1");
+	KTAP_EXPECT(a->items[1]->is_int && a->items[1]->integer == -2, "-2");
+	KTAP_EXPECT(!a->items[2]->is_int && a->items[2]->number == 3.5, "3.5");
+	KTAP_EXPECT(!a->items[3]->is_int && a->items[3]->number == 1000, "1e3");
+	KTAP_EXPECT(a->items[4]->type == SLUICE_JSON_BOOL && a->items[4]->boolean, "true");
+	KTAP_EXPECT(a->items[5]->type == SLUICE_JSON_BOOL && !a->items[5]->boolean, "false");
+	KTAP_EXPECT(a->items[6]->type == SLUICE_JSON_NULL, "null");
+	s = sluice_json_get(v, "s");
+	KTAP_EXPECT(s && !strcmp(s->string, "x\"\\\n\xc3\xa9\xf0\x9f\x98\x80"), "string '%s'", s ? s->string : "");
+	KTAP_EXPECT(sluice_json_get(v, "o")->n == 0 && sluice_json_get(v, "e")->n == 0, "empty containers");
+	KTAP_EXPECT(sluice_json_get(v, "big")->integer == 9007199254740993LL, "64-bit integer exact");
+	KTAP_EXPECT(!sluice_json_get(v, "missing") && !sluice_json_get(a, "a"), "lookups");
+	sluice_json_free(v);
+	return KTAP_PASS;
+}
+
+static enum ktap_result parse_rejects(void)
+{
+	static const char *const bad[] = {
+		"", " ", "{", "}", "[1,]", "[1 2]", "{\"a\"}", "{\"a\":}", "{a:1}", "01", "-", "1.", "1e", "+1",
+		"\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00\"", "\"a\nb\"", "tru", "nul", "1 2",
+		"[]]", "{\"a\":1,}", "\xff",
+	};
+	char deep[100];
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char *err = NULL;
+		struct sluice_json *v = sluice_json_parse(bad[i], strlen(bad[i]), &err);
+
+		KTAP_EXPECT(!v && err && strstr(err, "JSON syntax error"), "'%s' accepted", bad[i]);
+		g_free(err);
+	}
+	memset(deep, '[', sizeof(deep));
+	{
+		char *err = NULL;
+
+		KTAP_EXPECT(!sluice_json_parse(deep, sizeof(deep), &err) && strstr(err, "deep"), "depth 100");
+		g_free(err);
+	}
+	return KTAP_PASS;
+}
+
+static enum ktap_result writer_roundtrip(void)
+{
+	GString *out = g_string_new(NULL);
+	struct sluice_json_writer w;
+	struct sluice_json *v;
+	char *err = NULL;
+
+	sluice_jw_init(&w, out);
+	sluice_jw_object_begin(&w, NULL);
+	sluice_jw_string(&w, "q\"k", "a\"b\\c\n\x01");
+	sluice_jw_int(&w, "i", -5);
+	sluice_jw_uint(&w, "u", 18446744073709551615ULL);
+	sluice_jw_bool(&w, "b", true);
+	sluice_jw_null(&w, "n");
+	sluice_jw_array_begin(&w, "arr");
+	sluice_jw_int(&w, NULL, 1);
+	sluice_jw_object_begin(&w, NULL);
+	sluice_jw_object_end(&w);
+	sluice_jw_array_end(&w);
+	sluice_jw_object_end(&w);
+	KTAP_EXPECT(!strcmp(out->str, "{\"q\\\"k\":\"a\\\"b\\\\c\\n\\u0001\",\"i\":-5,\"u\":18446744073709551615,"
+				  "\"b\":true,\"n\":null,\"arr\":[1,{}]}"), "wrote %s", out->str);
+	v = sluice_json_parse(out->str, out->len, &err);
+	KTAP_EXPECT(v, "reparse: %s", err);
+	KTAP_EXPECT(!strcmp(sluice_json_get(v, "q\"k")->string, "a\"b\\c\n\x01"), "string round trip");
+	sluice_json_free(v);
+	g_string_free(out, TRUE);
+	return KTAP_PASS;
+}
+
+static enum ktap_result control_dispatch(void)
+{
+	static struct sluice_vm vm = { .nr_cpus = 2, .ram_size = 256 << 20, .exit_fd = -1 };
+	char *r;
+
+	pthread_mutex_init(&vm.exit_lock, NULL);
+	pthread_cond_init(&vm.exit_cond, NULL);
+	r = sluice_control_handle(&vm, "{\"execute\":\"query-status\"}", 26);
+	KTAP_EXPECT(strstr(r, "\"return\":{\"status\":\"running\"") && strstr(r, "\"vcpus\":2"), "%s", r);
+	g_free(r);
+	r = sluice_control_handle(&vm, "{\"execute\":\"query-block\"}", 25);
+	KTAP_EXPECT(!strcmp(r, "{\"return\":[]}"), "%s", r);
+	g_free(r);
+	r = sluice_control_handle(&vm, "{\"execute\":\"frob\"}", 18);
+	KTAP_EXPECT(strstr(r, "\"error\":{\"class\":\"GenericError\",\"desc\":\"unknown command 'frob'"), "%s", r);
+	g_free(r);
+	r = sluice_control_handle(&vm, "[1]", 3);
+	KTAP_EXPECT(strstr(r, "\"error\""), "%s", r);
+	g_free(r);
+	r = sluice_control_handle(&vm, "{\"execute\":\"set-queue-iothread\",\"arguments\":{\"drive\":\"x\"}}", 58);
+	KTAP_EXPECT(strstr(r, "\"error\"") && strstr(r, "arguments"), "%s", r);
+	g_free(r);
+	r = sluice_control_handle(&vm, "{\"execute\":\"quit\"}", 18);
+	KTAP_EXPECT(!strcmp(r, "{\"return\":{}}") && vm.exit_requested && vm.exit_status == 0, "%s", r);
+	g_free(r);
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(parse_values), KTAP_CASE(parse_rejects), KTAP_CASE(writer_roundtrip),
+	  KTAP_CASE(control_dispatch))

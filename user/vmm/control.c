@@ -1,0 +1,338 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * control.c - the control socket: a unix stream socket, one JSON object per line:
+ * {"execute": "query-block", "arguments": {...}} -> {"return": ...} or {"error": {"class", "desc"}}.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <glib-unix.h>
+
+#include "block.h"
+#include "control.h"
+#include "iothread.h"
+#include "json.h"
+#include "virtio-blk.h"
+#include "vmm.h"
+
+#define CONTROL_MAX_LINE	65536
+
+struct control_client {
+	struct sluice_control *c;
+	int fd;
+	guint watch;
+	GString *in;
+	struct control_client *next;
+};
+
+struct sluice_control {
+	struct sluice_vm *vm;
+	char *path;
+	int fd;
+	guint watch;
+	struct control_client *clients;
+};
+
+static void error_reply(GString *out, const char *cls, const char *desc)
+{
+	struct sluice_json_writer w;
+
+	sluice_jw_init(&w, out);
+	sluice_jw_object_begin(&w, NULL);
+	sluice_jw_object_begin(&w, "error");
+	sluice_jw_string(&w, "class", cls);
+	sluice_jw_string(&w, "desc", desc);
+	sluice_jw_object_end(&w);
+	sluice_jw_object_end(&w);
+}
+
+static void cmd_query_status(struct sluice_vm *vm, const struct sluice_json *args, struct sluice_json_writer *w)
+{
+	sluice_jw_object_begin(w, "return");
+	sluice_jw_string(w, "status", "running");
+	sluice_jw_int(w, "pid", getpid());
+	sluice_jw_uint(w, "vcpus", vm->nr_cpus);
+	sluice_jw_uint(w, "memory", vm->ram_size);
+	sluice_jw_object_end(w);
+}
+
+static void cmd_query_iothreads(struct sluice_vm *vm, const struct sluice_json *args,
+				struct sluice_json_writer *w)
+{
+	struct sluice_iothread *t = NULL;
+
+	sluice_jw_array_begin(w, "return");
+	while ((t = sluice_iothread_next(t))) {
+		sluice_jw_object_begin(w, NULL);
+		sluice_jw_string(w, "id", sluice_iothread_id(t));
+		sluice_jw_int(w, "thread-id", sluice_iothread_tid(t));
+		sluice_jw_object_end(w);
+	}
+	sluice_jw_array_end(w);
+}
+
+static void cmd_query_block(struct sluice_vm *vm, const struct sluice_json *args, struct sluice_json_writer *w)
+{
+	struct sluice_vblk *v;
+	unsigned int i;
+
+	sluice_jw_array_begin(w, "return");
+	for (v = sluice_vblk_first(); v; v = v->next) {
+		sluice_jw_object_begin(w, NULL);
+		sluice_jw_string(w, "id", v->id);
+		sluice_jw_string(w, "image", v->opts->file);
+		sluice_jw_string(w, "format", v->opts->format);
+		sluice_jw_string(w, "dataplane", sluice_dataplane_name(v->dataplane));
+		sluice_jw_string(w, "cache", v->opts->cache_none ? "none" : "writeback");
+		sluice_jw_bool(w, "readonly", v->readonly);
+		sluice_jw_uint(w, "capacity", v->capacity);
+		sluice_jw_uint(w, "queues", v->nr_queues);
+		sluice_jw_uint(w, "queue-size", v->queue_size);
+		sluice_jw_array_begin(w, "queue-map");
+		for (i = 0; i < v->nr_queues; i++) {
+			struct sluice_vblk_queue *q = &v->queues[i];
+
+			sluice_jw_object_begin(w, NULL);
+			sluice_jw_uint(w, "queue", i);
+			if (v->dataplane == SLUICE_DATAPLANE_USER) {
+				sluice_jw_string(w, "iothread", sluice_iothread_id(q->iothread));
+				sluice_jw_int(w, "thread-id", sluice_iothread_tid(q->iothread));
+			}
+			sluice_jw_uint(w, "requests", __atomic_load_n(&q->requests, __ATOMIC_RELAXED));
+			sluice_jw_uint(w, "inflight", __atomic_load_n(&q->inflight, __ATOMIC_RELAXED));
+			sluice_jw_bool(w, "broken", __atomic_load_n(&q->broken, __ATOMIC_RELAXED));
+			sluice_jw_object_end(w);
+		}
+		sluice_jw_array_end(w);
+		sluice_jw_object_end(w);
+	}
+	sluice_jw_array_end(w);
+}
+
+/* Returns an error description (g_free) or NULL. */
+static char *cmd_set_queue_iothread(struct sluice_vm *vm, const struct sluice_json *args,
+				    struct sluice_json_writer *w)
+{
+	const struct sluice_json *drive = sluice_json_get(args, "drive");
+	const struct sluice_json *queue = sluice_json_get(args, "queue");
+	const struct sluice_json *iothread = sluice_json_get(args, "iothread");
+	struct sluice_iothread *t;
+	struct sluice_vblk *v;
+	char *err = NULL;
+
+	if (!drive || drive->type != SLUICE_JSON_STRING || !queue || queue->type != SLUICE_JSON_NUMBER ||
+	    !queue->is_int || queue->integer < 0 || !iothread || iothread->type != SLUICE_JSON_STRING)
+		return g_strdup("arguments: {\"drive\": ID, \"queue\": N, \"iothread\": NAME}");
+	v = sluice_vblk_find(drive->string);
+	if (!v)
+		return g_strdup_printf("no drive %s", drive->string);
+	t = sluice_iothread_find(iothread->string);
+	if (!t)
+		return g_strdup_printf("no iothread %s", iothread->string);
+	if (sluice_vblk_set_queue_iothread(v, queue->integer, t, &err))
+		return err;
+	sluice_jw_object_begin(w, "return");
+	sluice_jw_object_end(w);
+	return NULL;
+}
+
+/* Main thread. */
+char *sluice_control_handle(struct sluice_vm *vm, const char *line, size_t len)
+{
+	const struct sluice_json *exec, *args;
+	struct sluice_json_writer w;
+	GString *out = g_string_new(NULL);
+	struct sluice_json *req;
+	char *err = NULL;
+
+	req = sluice_json_parse(line, len, &err);
+	if (!req) {
+		error_reply(out, "GenericError", err);
+		g_free(err);
+		return g_string_free(out, FALSE);
+	}
+	exec = sluice_json_get(req, "execute");
+	args = sluice_json_get(req, "arguments");
+	if (!exec || exec->type != SLUICE_JSON_STRING) {
+		error_reply(out, "GenericError", "expected {\"execute\": COMMAND[, \"arguments\": {...}]}");
+		goto out_free;
+	}
+	if (args && args->type != SLUICE_JSON_OBJECT) {
+		error_reply(out, "GenericError", "\"arguments\" must be an object");
+		goto out_free;
+	}
+	sluice_jw_init(&w, out);
+	sluice_jw_object_begin(&w, NULL);
+	if (!strcmp(exec->string, "query-status")) {
+		cmd_query_status(vm, args, &w);
+	} else if (!strcmp(exec->string, "query-iothreads")) {
+		cmd_query_iothreads(vm, args, &w);
+	} else if (!strcmp(exec->string, "query-block")) {
+		cmd_query_block(vm, args, &w);
+	} else if (!strcmp(exec->string, "set-queue-iothread")) {
+		err = cmd_set_queue_iothread(vm, args, &w);
+	} else if (!strcmp(exec->string, "quit")) {
+		sluice_jw_object_begin(&w, "return");
+		sluice_jw_object_end(&w);
+		sluice_vm_request_exit(vm, 0, "quit (control socket)");
+	} else {
+		err = g_strdup_printf("unknown command '%s' (query-status, query-iothreads, query-block, "
+				      "set-queue-iothread, quit)", exec->string);
+	}
+	if (err) {
+		g_string_truncate(out, 0);
+		error_reply(out, "GenericError", err);
+		g_free(err);
+	} else {
+		sluice_jw_object_end(&w);
+	}
+out_free:
+	sluice_json_free(req);
+	return g_string_free(out, FALSE);
+}
+
+static void client_free(struct control_client *cl)
+{
+	struct control_client **p;
+
+	for (p = &cl->c->clients; *p; p = &(*p)->next) {
+		if (*p == cl) {
+			*p = cl->next;
+			break;
+		}
+	}
+	if (cl->watch)
+		g_source_remove(cl->watch);
+	close(cl->fd);
+	g_string_free(cl->in, TRUE);
+	g_free(cl);
+}
+
+static bool write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= n;
+	}
+	return true;
+}
+
+/* Main thread (GLib watch): read, answer every complete line. */
+static gboolean client_readable(gint fd, GIOCondition cond, gpointer opaque)
+{
+	struct control_client *cl = opaque;
+	char buf[4096], *nl, *reply;
+	ssize_t n;
+	bool ok;
+
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return G_SOURCE_CONTINUE;
+	if (n <= 0)
+		goto out_close;
+	g_string_append_len(cl->in, buf, n);
+	while ((nl = memchr(cl->in->str, '\n', cl->in->len))) {
+		size_t len = nl - cl->in->str;
+
+		if (len) {
+			reply = sluice_control_handle(cl->c->vm, cl->in->str, len);
+			ok = write_all(fd, reply, strlen(reply)) && write_all(fd, "\n", 1);
+			g_free(reply);
+			if (!ok)
+				goto out_close;
+		}
+		g_string_erase(cl->in, 0, len + 1);
+	}
+	if (cl->in->len > CONTROL_MAX_LINE) {
+		reply = g_strdup("{\"error\":{\"class\":\"GenericError\",\"desc\":\"line too long\"}}\n");
+		write_all(fd, reply, strlen(reply));
+		g_free(reply);
+		goto out_close;
+	}
+	return G_SOURCE_CONTINUE;
+
+out_close:
+	cl->watch = 0;
+	client_free(cl);
+	return G_SOURCE_REMOVE;
+}
+
+/* Main thread (GLib watch): a new connection. */
+static gboolean control_accept(gint fd, GIOCondition cond, gpointer opaque)
+{
+	struct sluice_control *c = opaque;
+	struct control_client *cl;
+	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
+	if (cfd < 0)
+		return G_SOURCE_CONTINUE;
+	cl = g_new0(struct control_client, 1);
+	cl->c = c;
+	cl->fd = cfd;
+	cl->in = g_string_new(NULL);
+	cl->watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_readable, cl);
+	cl->next = c->clients;
+	c->clients = cl;
+	return G_SOURCE_CONTINUE;
+}
+
+/* Main thread. */
+struct sluice_control *sluice_control_new(struct sluice_vm *vm, const char *path, char **errp)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	struct sluice_control *c;
+	mode_t old_mask;
+	int fd, ret;
+
+	if (strlen(path) >= sizeof(addr.sun_path)) {
+		*errp = g_strdup_printf("--control %s: path too long", path);
+		return NULL;
+	}
+	strcpy(addr.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		*errp = g_strdup_printf("--control %s: socket: %s", path, strerror(errno));
+		return NULL;
+	}
+	unlink(path);
+	old_mask = umask(0077);		/* the socket is created 0600 */
+	ret = bind(fd, (struct sockaddr *)&addr, sizeof(addr));
+	umask(old_mask);
+	if (ret < 0 || chmod(path, 0600) < 0 || listen(fd, 8) < 0) {
+		*errp = g_strdup_printf("--control %s: %s", path, strerror(errno));
+		close(fd);
+		return NULL;
+	}
+	c = g_new0(struct sluice_control, 1);
+	c->vm = vm;
+	c->fd = fd;
+	c->path = g_strdup(path);
+	c->watch = g_unix_fd_add(fd, G_IO_IN, control_accept, c);
+	return c;
+}
+
+/* Main thread. */
+void sluice_control_free(struct sluice_control *c)
+{
+	if (!c)
+		return;
+	while (c->clients)
+		client_free(c->clients);
+	g_source_remove(c->watch);
+	close(c->fd);
+	unlink(c->path);
+	g_free(c->path);
+	g_free(c);
+}
