@@ -378,8 +378,8 @@ int coroutine_fn qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries)
 	ret = sluice_bds_co_flush(s->bs->file);
 	if (ret < 0)
 		goto err_free_clusters;
-	*(uint32_t *)hdr = htobe32(entries);
-	*(uint64_t *)(hdr + 4) = htobe64(off);
+	put_be32(hdr, entries);
+	put_be64(hdr + 4, off);
 	ret = qcow2_co_write_meta(s, QCOW2_HDR_L1_SIZE_OFF, hdr, sizeof(hdr), QCOW2_OL_HEADER);
 	if (ret < 0)
 		goto err_free_clusters;

@@ -163,8 +163,8 @@ static int coroutine_fn grow_reftable(struct qcow2_state *s, uint64_t min_index)
 	if (ret < 0)
 		goto out_free;
 
-	*(uint64_t *)hdr = htobe64((first + k) << s->cluster_bits);
-	*(uint32_t *)(hdr + 8) = htobe32(t);
+	put_be64(hdr, (first + k) << s->cluster_bits);
+	put_be32(hdr + 8, t);
 	ret = qcow2_co_write_meta(s, QCOW2_HDR_REFTABLE_OFF, hdr, sizeof(hdr), QCOW2_OL_HEADER);
 	if (ret < 0)
 		goto out_free;
@@ -192,14 +192,18 @@ out_free:
 
 /*
  * Coroutine, image lock held: make sure refcount block @rt_index exists.
- * A new block goes at the first cluster it describes (free: no block
- * described it) and counts itself.  Returns 1 if metadata was placed (the
- * caller's view of free space changed), 0 if nothing was needed, -errno.
+ * Like QEMU, the new block goes at the first free cluster (so that it does
+ * not split the free space an allocation is looking at): counted in the
+ * block that already describes that cluster, or by itself when it is one of
+ * its own clusters; otherwise at the first cluster it describes.  Returns 1
+ * if metadata was placed (the caller's view of free space changed), 0 if
+ * nothing was needed, -errno.
  */
 static int coroutine_fn ensure_refblock(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
 {
 	uint64_t off = (rt_index << s->rb_bits) << s->cluster_bits;
-	uint64_t be;
+	uint64_t be, idx, ref, self_index = 0;
+	bool counted_elsewhere = false;
 	int64_t cur;
 	void *rb;
 	int ret;
@@ -211,16 +215,41 @@ static int coroutine_fn ensure_refblock(struct qcow2_state *s, uint64_t rt_index
 	cur = rb_offset(s, rt_index);
 	if (cur)
 		return cur < 0 ? cur : 0;
-	if (off > QCOW2_MAX_HOST_OFFSET)
+
+	for (idx = s->free_cluster_index; ; idx++) {
+		ret = qcow2_co_get_refcount(s, idx, &ref);
+		if (ret < 0)
+			return ret;
+		if (!ref)
+			break;
+	}
+	if (idx >> s->rb_bits == rt_index) {
+		off = idx << s->cluster_bits;
+		self_index = idx & ((1ull << s->rb_bits) - 1);
+	} else if (rb_offset(s, idx >> s->rb_bits) > 0) {
+		off = idx << s->cluster_bits;
+		counted_elsewhere = true;
+	}
+	if (off > QCOW2_MAX_HOST_OFFSET - s->cluster_size)
 		return -EFBIG;
 	ret = qcow2_co_grow_file(s, off + s->cluster_size);
 	if (ret < 0)
 		return ret;
+	if (counted_elsewhere) {
+		/* Its own refcount is stable before anything points at it. */
+		ret = qcow2_co_update_refcount(s, off, s->cluster_size, 1);
+		if (ret < 0)
+			return ret;
+		ret = qcow2_cache_co_flush(s, &s->rb_cache);
+		if (ret < 0)
+			return ret;
+	}
 	ret = qcow2_cache_co_get_empty(s, &s->rb_cache, off, &rb);
 	if (ret < 0)
 		return ret;
 	memset(rb, 0, s->cluster_size);
-	qcow2_rb_set(s, rb, 0, 1);
+	if (!counted_elsewhere)
+		qcow2_rb_set(s, rb, self_index, 1);
 	ret = qcow2_co_write_meta(s, off, rb, s->cluster_size, QCOW2_OL_REFCOUNT_BLOCK);
 	if (ret < 0)
 		goto err_drop;

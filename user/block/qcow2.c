@@ -32,34 +32,6 @@ static void qcow2_err(char **errp, const char *fmt, ...)
 	va_end(ap);
 }
 
-static inline uint32_t get_be32(const uint8_t *p)
-{
-	uint32_t v;
-
-	memcpy(&v, p, 4);
-	return be32toh(v);
-}
-
-static inline uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, 8);
-	return be64toh(v);
-}
-
-static inline void put_be32(uint8_t *p, uint32_t v)
-{
-	v = htobe32(v);
-	memcpy(p, &v, 4);
-}
-
-static inline void put_be64(uint8_t *p, uint64_t v)
-{
-	v = htobe64(v);
-	memcpy(p, &v, 8);
-}
-
 /* A synchronous call into coroutine context, for main-thread callbacks (open, close, create). */
 struct qcow2_sync {
 	int (*fn)(void *opaque);
@@ -677,6 +649,9 @@ static int coroutine_fn qcow2_co_pdiscard(struct sluice_bds *bs, uint64_t offset
 
 	if (s->read_only)
 		return -EPERM;
+	/* v2 has no zero clusters: deallocating would show the backing file (QEMU does nothing either). */
+	if (s->version < 3 && s->backing)
+		return 0;
 	/* The partial last cluster of the image counts as whole. */
 	if (offset + bytes == size)
 		end = (size + s->cluster_size - 1) & ~(s->cluster_size - 1);
@@ -1102,8 +1077,8 @@ static int coroutine_fn load_snapshots(struct qcow2_open_ctx *o)
 			return ret;
 		l1_off = get_be64(e);
 		l1_size = get_be32(e + 8);
-		id_len = be16toh(*(uint16_t *)(e + 12));
-		name_len = be16toh(*(uint16_t *)(e + 14));
+		id_len = (e[12] << 8) | e[13];
+		name_len = (e[14] << 8) | e[15];
 		extra = get_be32(e + 36);
 		if ((uint64_t)l1_size * 8 > QCOW2_MAX_L1_SIZE ||
 		    (l1_size && (qcow2_offset_into_cluster(s, l1_off) ||

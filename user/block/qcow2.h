@@ -6,6 +6,7 @@
 #include <endian.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include <glib.h>
@@ -197,6 +198,35 @@ static inline uint64_t qcow2_l1_entries_for(const struct qcow2_state *s, uint64_
 	unsigned int shift = s->cluster_bits + s->l2_bits;
 
 	return (size + (1ull << shift) - 1) >> shift;
+}
+
+/* Unaligned big-endian accessors for header bytes (pure). */
+static inline uint32_t get_be32(const uint8_t *p)
+{
+	uint32_t v;
+
+	memcpy(&v, p, 4);
+	return be32toh(v);
+}
+
+static inline uint64_t get_be64(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, 8);
+	return be64toh(v);
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v)
+{
+	v = htobe32(v);
+	memcpy(p, &v, 4);
+}
+
+static inline void put_be64(uint8_t *p, uint64_t v)
+{
+	v = htobe64(v);
+	memcpy(p, &v, 8);
 }
 
 /* ---- qcow2.c ---- */
