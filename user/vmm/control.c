@@ -18,6 +18,7 @@
 #include "control.h"
 #include "iothread.h"
 #include "json.h"
+#include "kdp.h"
 #include "virtio-blk.h"
 #include "vmm.h"
 
@@ -89,6 +90,8 @@ static void cmd_query_block(struct sluice_vm *vm, const struct sluice_json *args
 		sluice_jw_string(w, "image", v->opts->file);
 		sluice_jw_string(w, "format", v->opts->format);
 		sluice_jw_string(w, "dataplane", sluice_dataplane_name(v->dataplane));
+		if (v->dataplane == SLUICE_DATAPLANE_KERNEL)
+			sluice_jw_string(w, "kernel-disk", sluice_vblk_kernel_name(v));
 		sluice_jw_string(w, "cache", v->opts->cache_none ? "none" : "writeback");
 		sluice_jw_bool(w, "readonly", v->readonly);
 		sluice_jw_uint(w, "capacity", v->capacity);
@@ -104,9 +107,27 @@ static void cmd_query_block(struct sluice_vm *vm, const struct sluice_json *args
 				sluice_jw_string(w, "iothread", sluice_iothread_id(q->iothread));
 				sluice_jw_int(w, "thread-id", sluice_iothread_tid(q->iothread));
 			}
-			sluice_jw_uint(w, "requests", __atomic_load_n(&q->requests, __ATOMIC_RELAXED));
-			sluice_jw_uint(w, "inflight", __atomic_load_n(&q->inflight, __ATOMIC_RELAXED));
-			sluice_jw_bool(w, "broken", __atomic_load_n(&q->broken, __ATOMIC_RELAXED));
+			if (v->dataplane == SLUICE_DATAPLANE_KERNEL) {
+				struct sluice_blk_queue_stats st;
+
+				/* The module's counters; user-requests proves userspace served none. */
+				if (sluice_vblk_kernel_queue_stats(v, i, &st))
+					memset(&st, 0, sizeof(st));
+				sluice_jw_uint(w, "requests", st.completed);
+				sluice_jw_uint(w, "inflight", st.inflight);
+				sluice_jw_bool(w, "broken", st.broken ||
+					       __atomic_load_n(&q->broken, __ATOMIC_RELAXED));
+				sluice_jw_uint(w, "errors", st.errors);
+				sluice_jw_uint(w, "kicks", st.kicks);
+				sluice_jw_uint(w, "signals", st.signals);
+				sluice_jw_uint(w, "bytes-read", st.bytes_read);
+				sluice_jw_uint(w, "bytes-written", st.bytes_written);
+				sluice_jw_uint(w, "user-requests", __atomic_load_n(&q->requests, __ATOMIC_RELAXED));
+			} else {
+				sluice_jw_uint(w, "requests", __atomic_load_n(&q->requests, __ATOMIC_RELAXED));
+				sluice_jw_uint(w, "inflight", __atomic_load_n(&q->inflight, __ATOMIC_RELAXED));
+				sluice_jw_bool(w, "broken", __atomic_load_n(&q->broken, __ATOMIC_RELAXED));
+			}
 			sluice_jw_object_end(w);
 		}
 		sluice_jw_array_end(w);

@@ -144,5 +144,9 @@ int sluice_vblk_kernel_start(struct sluice_vblk *vblk);
 /* vCPU thread, device reset: stop the module's queues, wait for their requests. */
 void sluice_vblk_kernel_stop(struct sluice_vblk *vblk);
 void sluice_vblk_kernel_detach(struct sluice_vblk *vblk);
+struct sluice_blk_queue_stats;
+/* Any thread: the module's counters of queue @qi; its name for the disk (sysfs). */
+int sluice_vblk_kernel_queue_stats(struct sluice_vblk *vblk, unsigned int qi, struct sluice_blk_queue_stats *st);
+const char *sluice_vblk_kernel_name(struct sluice_vblk *vblk);
 
 #endif /* SLUICE_VIRTIO_BLK_H */

@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: GPL-2.0
+# vmm_lib.sh - shared by the VMM lab tests: scratch disks, booting a guest, reading its console, verifying images.
+# Source it after tests/lib/ktap.sh; it sets REPO, BUILD, SLUICE, CTL, INITRD, KERNEL, SCRATCH, WORK, APPEND, MIB.
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+BUILD=${BUILD:-$REPO/build}
+SLUICE=${SLUICE:-$BUILD/user/vmm/sluice}
+CTL=${SLUICE_CTL:-$BUILD/user/tools/sluice-ctl}
+INITRD=${SLUICE_VMM_INITRD:-$BUILD/tests/vmm/initramfs.cpio.gz}
+KERNEL=/boot/vmlinuz-$(uname -r)
+SCRATCH=${SLUICE_LAB_SCRATCH:-}
+WORK=$(mktemp -d)
+DISKS=
+trap 'rm -rf "$WORK" $DISKS' EXIT
+APPEND="console=ttyS0 reboot=k panic=-1 quiet"
+MIB=1048576
+
+# mkdisk NAME: a 32 MiB raw image full of 0xff bytes (so that discard and zeroes show) on the scratch disk.
+mkdisk() {
+	local img=$SCRATCH/blk-$1.img
+	head -c $((32 * MIB)) /dev/zero | tr '\0' '\377' >"$img"
+	DISKS="$DISKS $img"
+	echo "$img"
+}
+
+# boot NAME APPEND-EXTRA [sluice options...]: run a guest to its reboot; output in $WORK/NAME.{out,err,rc}.
+boot() {
+	local name=$1 extra=$2
+	shift 2
+	timeout -k 5 300 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
+		>"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null
+	echo $? >"$WORK/$name.rc"
+}
+
+show() {
+	echo "--- console (last lines) ---"
+	tr -d '\r' <"$WORK/$1.out" | tail -n 20
+	echo "--- stderr ---"
+	cat "$WORK/$1.err"
+}
+
+# lines NAME KEY: every "KEY: value" printed by the guest.
+lines() {
+	tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2: //p"
+}
+
+md5_at() {	# md5_at IMG OFFSET_MIB LEN_MIB
+	dd if="$1" bs=64k skip=$(($2 * 16)) count=$(($3 * 16)) 2>/dev/null | md5sum | cut -d' ' -f1
+}
+
+# check_verify NAME DEV IMG: the guest's verify pass on DEV passed and the image holds the same bytes.
+check_verify() {
+	local name=$1 dev=$2 img=$3 w zero
+	[ "$(cat "$WORK/$name.rc")" = 0 ] || { echo "exit status $(cat "$WORK/$name.rc")"; show "$name"; return 1; }
+	w=$(lines "$name" SLUICE-BLK-WRITE | grep "^$dev ")
+	set -- $w
+	[ $# = 5 ] || { echo "no write result for $dev"; show "$name"; return 1; }
+	[ "$2" = "$3" ] || { echo "$dev: guest read back $3 after O_DIRECT writes of $2"; return 1; }
+	[ "$4" = "$5" ] || { echo "$dev: guest read back $5 after buffered writes of $4"; return 1; }
+	[ "$(md5_at "$img" 1 2)" = "$2" ] || { echo "$dev: image at 1 MiB does not hold the guest's data"; return 1; }
+	[ "$(md5_at "$img" 4 1)" = "$4" ] || { echo "$dev: image at 4 MiB does not hold the guest's data"; return 1; }
+	lines "$name" SLUICE-BLK-DISCARD | grep -qx "$dev ok" || { echo "$dev: discard failed"; show "$name"; return 1; }
+	lines "$name" SLUICE-BLK-ZEROOUT | grep -qx "$dev ok" || { echo "$dev: write-zeroes failed"; show "$name"; return 1; }
+	lines "$name" SLUICE-BLK-ZEROES-READ | grep -qx "$dev ok" || { echo "$dev: zeroed range reads non-zero"; return 1; }
+	zero=$(head -c $MIB /dev/zero | md5sum | cut -d' ' -f1)
+	[ "$(md5_at "$img" 12 1)" = "$zero" ] || { echo "$dev: image at 12 MiB (write-zeroes) is not zero"; return 1; }
+	[ "$(md5_at "$img" 8 1)" = "$zero" ] || { echo "$dev: image at 8 MiB (discard: hole punched) is not zero"; return 1; }
+	# Untouched ranges keep their 0xff.
+	[ "$(md5_at "$img" 20 1)" = "$(head -c $MIB /dev/zero | tr '\0' '\377' | md5sum | cut -d' ' -f1)" ] ||
+		{ echo "$dev: image at 20 MiB was changed"; return 1; }
+}
+
+prerequisites() {
+	[ -x "$SLUICE" ] || { echo "$SLUICE not built"; return 1; }
+	[ -x "$CTL" ] || { echo "$CTL not built"; return 1; }
+	[ -r "$INITRD" ] || { echo "$INITRD not built"; return 1; }
+	[ -c /dev/kvm ] || { echo "no /dev/kvm"; return 1; }
+	[ -n "$SCRATCH" ] && [ -d "$SCRATCH" ] || { echo "no \$SLUICE_LAB_SCRATCH (run in the lab)"; return 1; }
+}
+
+# fails_with PATTERN ARGS...: sluice ARGS exits non-zero with one stderr line "sluice: ...PATTERN".
+fails_with() {
+	local pattern=$1 st
+	shift
+	timeout 30 "$SLUICE" --kernel "$KERNEL" "$@" >"$WORK/bad.out" 2>"$WORK/bad.err" </dev/null
+	st=$?
+	[ "$st" -ne 0 ] && [ "$st" -ne 124 ] || { echo "sluice $* exited $st"; return 1; }
+	[ "$(wc -l <"$WORK/bad.err")" -eq 1 ] || { echo "sluice $*:"; cat "$WORK/bad.err"; return 1; }
+	grep -q "^sluice: .*$pattern" "$WORK/bad.err" ||
+		{ echo "sluice $*: '$(cat "$WORK/bad.err")' does not match '$pattern'"; return 1; }
+}
