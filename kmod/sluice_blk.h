@@ -90,6 +90,7 @@ struct sluice_blk_queue {
 
 	/* counters, read lock-free by sysfs and GET_STATS */
 	atomic64_t completed, errors, unsupported, kicks, signals, bytes_read, bytes_written;
+	atomic64_t buffered;		/* reads/writes that went through the page cache */
 };
 
 /* One open of /dev/sluice-blk. */

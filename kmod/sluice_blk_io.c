@@ -87,6 +87,8 @@ retry:
 	} else {
 		ret = file->f_op->read_iter(&req->iocb, &req->iter);
 	}
+	if (!direct)
+		atomic64_inc(&req->q->buffered);
 	if (ret == -EIOCBQUEUED)
 		return;
 	if (ret == -EINVAL && direct) {

@@ -2,6 +2,7 @@
 /* sluice_blk_queue.c - one worker per virtqueue: kick wake-ups, the vhost-style kick loop, used ring and signals. */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/blkdev.h>
 #include <linux/kthread.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -199,7 +200,7 @@ static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
  * and check again before sleeping.  At most @weight requests per call, so
  * completions (and other queues on this CPU) get their turn.
  */
-static void sluice_blk_handle_kick(struct sluice_blk_queue *q)
+static void __sluice_blk_handle_kick(struct sluice_blk_queue *q)
 {
 	struct sluice_blk_avail __user *avail = q->avail;
 	unsigned int budget = weight ? weight : SLUICE_BLK_WEIGHT;
@@ -250,6 +251,19 @@ static void sluice_blk_handle_kick(struct sluice_blk_queue *q)
 				return;
 		}
 	}
+}
+
+/*
+ * Worker.  Pop under a block plug, as io_uring submits: the bios of one pass
+ * reach the device as a batch (one doorbell instead of one per request).
+ */
+static void sluice_blk_handle_kick(struct sluice_blk_queue *q)
+{
+	struct blk_plug plug;
+
+	blk_start_plug(&plug);
+	__sluice_blk_handle_kick(q);
+	blk_finish_plug(&plug);
 }
 
 /* Worker thread: serve one queue with the owner's mm until stopped and idle. */

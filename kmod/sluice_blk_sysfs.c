@@ -97,6 +97,7 @@ SLUICE_BLK_COUNTER(kicks);
 SLUICE_BLK_COUNTER(signals);
 SLUICE_BLK_COUNTER(bytes_read);
 SLUICE_BLK_COUNTER(bytes_written);
+SLUICE_BLK_COUNTER(buffered);
 
 static ssize_t inflight_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
@@ -134,6 +135,7 @@ static struct attribute *sluice_blk_queue_attrs[] = {
 	&sluice_blk_attr_signals.attr,
 	&sluice_blk_attr_bytes_read.attr,
 	&sluice_blk_attr_bytes_written.attr,
+	&sluice_blk_attr_buffered.attr,
 	&sluice_blk_attr_broken.attr,
 	&sluice_blk_attr_worker_pid.attr,
 	NULL,

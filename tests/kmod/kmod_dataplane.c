@@ -462,6 +462,9 @@ static enum ktap_result rw_against_shadow(void)
 		    (unsigned long long)st.inflight, (unsigned long long)st.errors);
 	KTAP_EXPECT(!sysfs_read("rw0", "queues/0/completed", buf, sizeof(buf)) && atoi(buf) == (int)total,
 		    "sysfs completed '%s', expected %u", buf, total);
+	/* 512-aligned requests on ext4 (the lab's scratch disk) must all be O_DIRECT kiocbs. */
+	KTAP_EXPECT(!sysfs_read("rw0", "queues/0/buffered", buf, sizeof(buf)) && !strcmp(buf, "0"),
+		    "%s requests went through the page cache", buf);
 	drv_close(&d);
 	return KTAP_PASS;
 }
