@@ -855,8 +855,62 @@ static enum ktap_result tracepoints(void)
 	return KTAP_PASS;
 }
 
-KTAP_MAIN(KTAP_CASE(setup_rejects_bad_arguments), KTAP_CASE(not_owner_is_refused),
-	  KTAP_CASE(rw_against_shadow), KTAP_CASE(flush_getid_discard_zeroes), KTAP_CASE(readonly_disk),
-	  KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart),
-	  KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
-	  KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints))
+/*
+ * Not a test: "kmod_dataplane bench SECONDS QD read|write" keeps QD 4 KiB random requests
+ * in flight on one queue for SECONDS and prints "IOPS: N" (compare with fio on the same file).
+ */
+static int bench(int secs, unsigned int qd, bool write)
+{
+	uint64_t done = 0;
+	double end;
+	struct drv d;
+	unsigned int s;
+
+	if (qd < 1 || qd > SLOTS || secs < 1 || drv_setup(&d, "bench0", default_features(), 0))
+		return 1;
+	srand(1);
+	for (s = 0; s < qd; s++)
+		drv_post(&d, drv_req(&d, s, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+				     (uint64_t)(rand() % (IMG_SIZE / 4096)) * 8, 4096, false));
+	end = now_s() + secs;
+	while (now_s() < end) {
+		uint16_t idx = le16toh(__atomic_load_n(&d.used->idx, __ATOMIC_ACQUIRE));
+
+		if (idx == d.used_seen) {
+			struct pollfd p = { .fd = d.call, .events = POLLIN };
+			uint64_t v;
+
+			*(volatile uint16_t *)&d.avail->ring[QNUM] = htole16(idx);
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			if (le16toh(__atomic_load_n(&d.used->idx, __ATOMIC_ACQUIRE)) == idx &&
+			    poll(&p, 1, 100) > 0 && read(d.call, &v, sizeof(v)) < 0)
+				break;
+			continue;
+		}
+		while (d.used_seen != idx) {
+			s = le32toh(d.used->ring[d.used_seen % QNUM].id) / 4;
+			d.used_seen++;
+			done++;
+			drv_post(&d, drv_req(&d, s, write ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN,
+					     (uint64_t)(rand() % (IMG_SIZE / 4096)) * 8, 4096, false));
+		}
+	}
+	printf("IOPS: %.0f\n", done / (double)secs);
+	drv_close(&d);
+	return 0;
+}
+
+static const struct ktap_case kmod_dataplane_cases[] = {
+	KTAP_CASE(setup_rejects_bad_arguments), KTAP_CASE(not_owner_is_refused),
+	KTAP_CASE(rw_against_shadow), KTAP_CASE(flush_getid_discard_zeroes), KTAP_CASE(readonly_disk),
+	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart),
+	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
+	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
+};
+
+int main(int argc, char **argv)
+{
+	if (argc == 5 && !strcmp(argv[1], "bench"))
+		return bench(atoi(argv[2]), (unsigned int)atoi(argv[3]), !strcmp(argv[4], "write"));
+	return ktap_run(kmod_dataplane_cases, sizeof(kmod_dataplane_cases) / sizeof(kmod_dataplane_cases[0]));
+}
