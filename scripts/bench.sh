@@ -15,7 +15,7 @@ set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$REPO/build}
 RUNS=${RUNS:-3}
-SECTIONS="block lab"
+SECTIONS="block lab kernel qcow2"
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 
@@ -207,6 +207,118 @@ bench_lab() {
 	grep -q SLUICE-BLK-DONE "$LABW/qemu.out" || { echo "qemu run incomplete:"; tail -5 "$LABW/qemu.err"; st=1; }
 	rm -rf "$LABW" "$img"
 	return $st
+}
+
+# The kernel dataplane against the user dataplane and QEMU, in one lab run; then 1 vs 2 queues.
+bench_kernel() {
+	local kernel initrd img qemu append m qd k u q st=0 r1 r2
+	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
+		echo "== kernel: running inside the lab VM =="
+		"$REPO/tests/lab/lab.sh" --timeout 1800 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh kernel"
+		return $?
+	fi
+	echo "== kernel: one guest, one 128 MiB raw image: sluice dataplane=kernel vs dataplane=user vs QEMU (IOThread, aio=io_uring) =="
+	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
+	kernel=/boot/vmlinuz-$(uname -r)
+	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
+	qemu=$(command -v qemu-system-x86_64) || { echo "no qemu-system-x86_64"; return 1; }
+	LABW=$(mktemp -d)
+	LAB_MEM_MB=256
+	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
+	dd if=/dev/zero of="$img" bs=1M count=128 status=none
+	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
+	lab_run kern "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
+	lab_run user "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1
+	lab_run qemu "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
+		-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
+		-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
+		-device virtio-blk-pci,drive=d0,iothread=io0
+	lab_run kern1 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
+	lab_run kern2 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=2,dataplane=kernel
+	printf '%-22s %9s %9s %9s %12s %12s %s\n' "4k random" kernel user qemu kernel/user kernel/qemu "targets >=1.3 / >=1.5"
+	for m in read write; do
+		for qd in 1 32; do
+			k=$(lab_iops kern $m $qd)
+			u=$(lab_iops user $m $qd)
+			q=$(lab_iops qemu $m $qd)
+			r1=$(ratio "${k:-0}" "${u:-0}")
+			r2=$(ratio "${k:-0}" "${q:-0}")
+			printf '%-22s %9s %9s %9s %12s %12s %s / %s\n' "$m QD$qd (IOPS)" "${k:--}" "${u:--}" "${q:--}" \
+				"$r1" "$r2" "$(meets "$r1" 1.3)" "$(meets "$r2" 1.5)"
+		done
+	done
+	echo
+	printf '%-22s %9s %9s %12s\n' "2 vCPUs, kernel" "1 queue" "2 queues" "2q/1q"
+	for m in read write; do
+		for qd in 1 32; do
+			r1=$(lab_iops kern1 $m $qd)
+			r2=$(lab_iops kern2 $m $qd)
+			printf '%-22s %9s %9s %12s\n' "$m QD$qd (IOPS)" "${r1:--}" "${r2:--}" "$(ratio "${r2:-0}" "${r1:-0}")"
+		done
+	done
+	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
+	for r in kern user qemu kern1 kern2; do
+		grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
+	done
+	rm -rf "$LABW" "$img"
+	return $st
+}
+
+# ---- section: qcow2 ----
+
+# qcow2_case NAME COUNT TARGET PREPARE ARGS...: RUNS alternated runs of qemu-img bench and sluice-img
+# bench -f qcow2 with the same ARGS on the same file (PREPARE FILE makes it before every run); one row.
+qcow2_case() {
+	local name=$1 count=$2 target=$3 prep=$4 q=() s=() i qm sm r
+	shift 4
+	for ((i = 0; i < RUNS; i++)); do
+		"$prep" "$QFILE" || return 1
+		q+=("$(imgbench_iops "$count" qemu-img bench -f qcow2 -c "$count" "$@" "$QFILE")")
+		"$prep" "$QFILE" || return 1
+		s+=("$(imgbench_iops "$count" "$SLUICE_IMG" bench -f qcow2 -c "$count" "$@" "$QFILE")")
+	done
+	qm=$(printf '%s\n' "${q[@]}" | median)
+	sm=$(printf '%s\n' "${s[@]}" | median)
+	r=$(ratio "$sm" "$qm")
+	printf '%-44s %10s %10s %9sx %-10s %s\n' "$name" "$qm" "$sm" "$r" ">=${target}x" "$(meets "$r" "$target")"
+}
+
+# qcow2_full FILE: a fully allocated 256 MiB qcow2 image of random data (made once, by qemu-img).
+qcow2_full() {
+	[ -f "$1" ] && return 0
+	qemu-img convert -f raw -O qcow2 "$BUILD/bench/pagecache.img" "$1" && cat "$1" >/dev/null
+}
+
+# qcow2_empty FILE: a new, empty 256 MiB qcow2 image.
+qcow2_empty() {
+	rm -f "$1"
+	qemu-img create -q -f qcow2 "$1" 256M
+}
+
+bench_qcow2() {
+	local dir=$BUILD/bench
+
+	echo "== qcow2: sluice-img bench -f qcow2 vs qemu-img bench -f qcow2, same args, same file (IOPS, median of $RUNS alternated runs) =="
+	SLUICE_IMG=$BUILD/user/tools/sluice-img
+	[ -x "$SLUICE_IMG" ] || { echo "skipped: $SLUICE_IMG is not built"; return 0; }
+	command -v qemu-img >/dev/null || { echo "skipped: qemu-img is not installed"; return 0; }
+	make_image "$dir/pagecache.img" || return 1
+	printf '%-44s %10s %10s %10s %-10s %s\n' case qemu-img sluice sluice/qemu target met
+	QFILE=$dir/qcow2-full.qcow2
+	rm -f "$QFILE"
+	qcow2_case "fully allocated, 4k reads, QD64, io_uring" 500000 1.5 qcow2_full -d 64 -i io_uring || return 1
+	rm -f "$QFILE"
+	QFILE=$dir/qcow2-empty.qcow2
+	qcow2_case "empty image, 4k allocating writes (64k step)" 4000 1.0 qcow2_empty -w -d 64 -S 64k -i io_uring ||
+		return 1
+	qcow2_case "empty image, 4k writes QD64 (1 in 16 allocates)" 60000 1.0 qcow2_empty -w -d 64 -i io_uring ||
+		return 1
+	rm -f "$QFILE"
+	echo "(page cache, 64 KiB clusters; the write cases start each run on a new image)"
 }
 
 # ---- main ----

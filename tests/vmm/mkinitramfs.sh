@@ -41,6 +41,11 @@ echo "SLUICE-MARKER: init is running"
 echo "SLUICE-CPUS: $(grep -c ^processor /proc/cpuinfo)"
 echo "SLUICE-MEMTOTAL-KB: $(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 echo "SLUICE-CMDLINE: $(cat /proc/cmdline)"
+# sluice.dmesg: where boot time went (with initcall_debug): initcalls of 10 ms or more, gaps of 10 ms or more.
+grep -q 'sluice.dmesg' /proc/cmdline && dmesg | awk -F'[][]' '{ t = $2 + 0 }
+	/ after [0-9]+ usecs/ { n = $0; sub(/.* after /, "", n); if (n + 0 >= 10000) print "SLUICE-DMESG: " $0 }
+	t - p >= 0.01 { printf "SLUICE-DMESG: gap %.3f before %s\n", t - p, $0 } { p = t }
+	END { printf "SLUICE-DMESG: last %.3f\n", p }'
 if grep -q 'sluice.echo' /proc/cmdline; then
 	# The host repeats its line: the first may be cut by the UART's FIFO reset when the port opens.
 	stty -echo 2>/dev/null
@@ -115,6 +120,8 @@ if [ -n "$blk" ]; then
 		;;
 	esac
 	grep virtio /proc/interrupts | sed 's/^/SLUICE-IRQ: /'
+	# Requests the guest completed per disk (reads, writes, discards, flushes: /sys/block/<d>/stat).
+	for d in $disks; do echo "SLUICE-BLK-STAT: $d $(cat /sys/block/$d/stat)"; done
 	echo "SLUICE-BLK-DONE"
 fi
 case " $(cat /proc/cmdline) " in

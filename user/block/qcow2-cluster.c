@@ -255,7 +255,9 @@ int coroutine_fn qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset
 					  bool zero, bool keep_alloc)
 {
 	bool has_backing = s->backing != NULL;
-	bool need_table = zero && (has_backing || keep_alloc);
+	/* v3 over a backing file: discarded clusters become zero clusters, also where unallocated (QEMU). */
+	bool discard_zero = !zero && has_backing && s->version >= 3;
+	bool need_table = (zero && (has_backing || keep_alloc)) || discard_zero;
 	uint64_t *l2, *old;
 	unsigned int index;
 	uint64_t i;
@@ -291,10 +293,10 @@ int coroutine_fn qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset
 				ne = QCOW2_OFLAG_ZERO;
 			}
 		} else {
-			if (t == QCOW2_CLUSTER_UNALLOCATED)
+			if (t == QCOW2_CLUSTER_UNALLOCATED && !discard_zero)
 				continue;
 			/* v3 keeps a discarded cluster reading zeros over a backing file, as QEMU. */
-			ne = (has_backing && s->version >= 3) ? QCOW2_OFLAG_ZERO : 0;
+			ne = discard_zero ? QCOW2_OFLAG_ZERO : 0;
 			if (t == QCOW2_CLUSTER_ZERO_PLAIN && ne)
 				continue;
 		}

@@ -321,6 +321,8 @@ int coroutine_fn qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset
 			qcow2_cache_discard(&s->rb_cache, c << s->cluster_bits);
 			if (c < s->free_cluster_index)
 				s->free_cluster_index = c;
+			if (s->free_byte_offset >> s->cluster_bits == c)
+				s->free_byte_offset = 0;
 		}
 	}
 	return 0;

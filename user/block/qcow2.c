@@ -49,8 +49,8 @@ static void coroutine_fn qcow2_sync_entry(void *opaque)
 	c->done = true;
 }
 
-/* Main thread (or a coroutine: then called directly): run @fn(@opaque) in a coroutine, polling this thread's ctx. */
-static int qcow2_run_sync(int (*fn)(void *opaque), void *opaque)
+/* Main thread (or a coroutine: then called directly): see qcow2.h. */
+int qcow2_run_sync(int (*fn)(void *opaque), void *opaque)
 {
 	struct qcow2_sync c = { .fn = fn, .opaque = opaque };
 	struct sluice_aio_ctx *ctx;
@@ -499,7 +499,7 @@ static int coroutine_fn qcow2_co_do_write(struct qcow2_state *s, uint64_t offset
 
 	while (done < bytes) {
 		uint64_t off = offset + done, chunk, first, last, nb = 0, host;
-		bool reuse = false;
+		bool reuse = false, no_cow = false;
 		struct qcow2_map m;
 		struct qcow2_req r;
 		struct qcow2_iov q;
@@ -544,12 +544,21 @@ retry:
 			nb = 1;
 			host = qcow2_start_of_cluster(s, m.host);
 		} else {
+			int64_t flen = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
+
 			a = qcow2_co_alloc_clusters(s, last - first + 1, &nb);
 			if (a < 0) {
 				ret = a;
 				goto out_unlock;
 			}
 			host = a;
+			/*
+			 * Clusters past the old end of the file read as zeros: when the
+			 * guest clusters read as zeros too, there is nothing to copy.
+			 */
+			no_cow = host >= (uint64_t)flen &&
+				 (m.type == QCOW2_CLUSTER_ZERO_PLAIN ||
+				  (m.type == QCOW2_CLUSTER_UNALLOCATED && !s->backing));
 		}
 		chunk = MIN(chunk, (nb << s->cluster_bits) - qcow2_offset_into_cluster(s, off));
 		ret = qcow2_co_pre_write_check(s, 0, host, nb << s->cluster_bits);
@@ -558,7 +567,17 @@ retry:
 		req_add(s, &r, QCOW2_REQ_ALLOC, off, chunk);
 		sluice_co_mutex_unlock(&s->lock);
 
-		ret = write_with_cow(s, off, chunk, iov, niov, skip + done, host, nb);
+		if (no_cow) {
+			ret = qiov_slice(&q, iov, niov, skip + done, chunk, 0);
+			if (ret >= 0) {
+				ret = sluice_bds_co_pwritev(s->bs->file,
+							    host + qcow2_offset_into_cluster(s, off),
+							    chunk, q.v, q.n, 0);
+				qiov_free(&q);
+			}
+		} else {
+			ret = write_with_cow(s, off, chunk, iov, niov, skip + done, host, nb);
+		}
 
 		sluice_co_mutex_lock(&s->lock);
 		if (ret >= 0)
@@ -982,11 +1001,12 @@ static int coroutine_fn parse_header(struct qcow2_state *s, struct qcow2_open_ct
 		qcow2_err(o->errp, "qcow2: refcount_order %u is invalid (at most 6)", s->refcount_order);
 		return -EINVAL;
 	}
-	if ((s->incompat_features & QCOW2_INCOMPAT_CORRUPT) && rw) {
+	/* The repair of 'sluice-img check -r' opens a corrupt or dirty image read/write. */
+	if ((s->incompat_features & QCOW2_INCOMPAT_CORRUPT) && rw && !(o->flags & QCOW2_O_REPAIR)) {
 		qcow2_err(o->errp, "qcow2: image is corrupt; cannot be opened read/write (repair it with 'qemu-img check -r all')");
 		return -EACCES;
 	}
-	if ((s->incompat_features & QCOW2_INCOMPAT_DIRTY) && rw) {
+	if ((s->incompat_features & QCOW2_INCOMPAT_DIRTY) && rw && !(o->flags & QCOW2_O_REPAIR)) {
 		qcow2_err(o->errp, "qcow2: image is dirty (lazy refcounts were in use); repair it with 'qemu-img check -r all' before writing");
 		return -EACCES;
 	}
@@ -1647,6 +1667,13 @@ static int qcow2_create(const char *filename, uint64_t size, const char *options
 		}
 		size = len;
 	}
+	/* QEMU sees a qcow2 image's size in whole 512-byte sectors: round up, as qemu-img does. */
+	if (size > (uint64_t)INT64_MAX - 511) {
+		qcow2_err(errp, "Image size %llu is too large", (unsigned long long)size);
+		ret = -EFBIG;
+		goto out_free_opts;
+	}
+	size = (size + 511) & ~511ull;
 	ret = sluice_bdrv_file.create(filename, 3 * o.cluster_size, NULL, errp);
 	if (ret < 0)
 		goto out_free_opts;

@@ -170,6 +170,7 @@ struct qcow2_state {
 	uint32_t refcount_table_clusters;
 	uint64_t refcount_table_entries;
 	uint64_t free_cluster_index;
+	uint64_t free_byte_offset;	/* compressed writes: next free byte in a shared cluster, 0: none */
 	struct qcow2_cache l2_cache;
 	struct qcow2_cache rb_cache;
 	struct qcow2_req *reqs;
@@ -229,7 +230,17 @@ static inline void put_be64(uint8_t *p, uint64_t v)
 	memcpy(p, &v, 8);
 }
 
+/*
+ * Open flag (with SLUICE_BDRV_O_RDWR) for the repair of 'sluice-img check -r':
+ * a corrupt or dirty image opens read/write; the check clears the bits once
+ * the image is consistent.
+ */
+#define QCOW2_O_REPAIR			0x0100
+
 /* ---- qcow2.c ---- */
+
+/* Main thread (or a coroutine: then called directly): run @fn(@opaque) in a coroutine, polling this thread's ctx. */
+int qcow2_run_sync(int (*fn)(void *opaque), void *opaque);
 
 /* Coroutine, image lock held: write @len bytes of @buf at host @offset after an overlap check against @ign-less metadata. */
 int coroutine_fn qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, const void *buf,
@@ -342,6 +353,60 @@ int coroutine_fn qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries) TSA_R
 int qcow2_decompress(unsigned int type, void *dst, size_t dst_len, const void *src, size_t src_len);
 /* Any context: compress @src into @dst (at most @dst_len); returns the size, -ENOSPC if it does not shrink, -errno. */
 ssize_t qcow2_compress(unsigned int type, void *dst, size_t dst_len, const void *src, size_t src_len);
+
+/* ---- qcow2-check.c ---- */
+
+/* What 'check' found (the fields of qemu-img check's report). */
+struct qcow2_check_result {
+	uint64_t corruptions;
+	uint64_t leaks;
+	uint64_t check_errors;
+	uint64_t corruptions_fixed;
+	uint64_t leaks_fixed;
+	uint64_t total_clusters;	/* guest clusters */
+	uint64_t allocated_clusters;
+	uint64_t fragmented_clusters;
+	uint64_t compressed_clusters;
+	uint64_t image_end_offset;
+};
+
+#define QCOW2_FIX_LEAKS		1
+#define QCOW2_FIX_ERRORS	2
+
+/*
+ * Main thread, @bs a qcow2 node (read/write with QCOW2_O_REPAIR for @fix):
+ * rebuild the refcounts from the header, L1/L2 tables, snapshots and the
+ * refcount structures and compare them with the image's; report problems on
+ * stderr in qemu-img's words; with @fix, repair (leaks: lower the refcounts;
+ * errors: raise refcounts, fix COPIED flags) and check again.  0 or -errno
+ * (the check could not complete).
+ */
+int qcow2_check(struct sluice_bds *bs, int fix, struct qcow2_check_result *res);
+
+/*
+ * Coroutine in the node's ctx: write one whole guest cluster at the
+ * cluster-aligned @offset compressed (@buf holds cluster_size bytes; the
+ * last partial cluster zero-padded).  Data that does not shrink is written
+ * as a normal cluster.  For convert -c: not overlap-safe against concurrent
+ * writes to the same cluster.
+ */
+int coroutine_fn qcow2_co_pwrite_compressed(struct sluice_bds *bs, uint64_t offset, const void *buf);
+
+/* What 'info' shows of a qcow2 node (any thread, a snapshot of the state). */
+struct qcow2_info {
+	unsigned int version;
+	uint64_t cluster_size;
+	unsigned int compression_type;
+	bool lazy_refcounts;
+	unsigned int refcount_bits;
+	bool corrupt;
+	bool dirty;
+	const char *backing_file;	/* as in the header, or NULL */
+	const char *backing_format;	/* or NULL */
+};
+
+/* Any thread: fill @info if @bs is a qcow2 node; false otherwise. */
+bool qcow2_get_info(struct sluice_bds *bs, struct qcow2_info *info);
 
 extern const struct sluice_block_driver sluice_bdrv_qcow2;
 
