@@ -14,6 +14,7 @@
 #include <linux/uio.h>
 #include <linux/version.h>
 #include <linux/wait.h>
+#include <linux/xarray.h>
 #include <uapi/linux/sluice_blk.h>
 
 #include "vq_walk.h"
@@ -47,8 +48,13 @@ struct sluice_blk_req {
 	u8 status_val;
 	bool is_write;
 	bool direct;
+	s8 ext_gen;			/* extent generation pinned while in flight, or -1 */
+	u32 fwd_id;			/* id on the upcall ring while forwarded */
+	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full */
+	struct sluice_blk_upcall_req *fwd_rec;	/* the record to forward (kmalloc'd) */
 	ktime_t start;
 	unsigned int nr_iov;
+	unsigned int nr_dsegs;		/* its data buffers in q->dsegs (worker, until submitted) */
 	struct iovec iov[SLUICE_BLK_MAX_SEGS];
 };
 
@@ -84,6 +90,7 @@ struct sluice_blk_queue {
 
 	struct sluice_vq_seg segs[SLUICE_BLK_MAX_SEGS];	/* worker scratch for one chain */
 	struct iovec tr[SLUICE_BLK_MAX_SEGS];		/* worker scratch: its buffers translated */
+	struct sluice_vq_seg dsegs[SLUICE_BLK_MAX_SEGS];	/* worker scratch: the data buffers */
 
 	struct kobject kobj;		/* /sys/class/sluice_blk/<disk>/queues/<index> */
 	bool kobj_added;
@@ -91,6 +98,7 @@ struct sluice_blk_queue {
 	/* counters, read lock-free by sysfs and GET_STATS */
 	atomic64_t completed, errors, unsupported, kicks, signals, bytes_read, bytes_written;
 	atomic64_t buffered;		/* reads/writes that went through the page cache */
+	atomic64_t fallback;		/* requests forwarded to userspace (extent mode) */
 };
 
 /* One open of /dev/sluice-blk. */
@@ -107,6 +115,27 @@ struct sluice_blk_disk {
 	char serial[20];
 	struct device *dev;		/* the sysfs class device, once a backend is set */
 	struct kobject *queues_kobj;
+
+	/* Extent mode (SLUICE_BLK_BACKEND_F_EXTENTS): see sluice_blk_extent.c. */
+	bool extents;
+	u32 cluster_bits;
+	struct xarray ext_map;		/* guest cluster -> xa value (host cluster << 1 | writable) */
+	atomic_t ext_clusters;		/* mapped clusters */
+	int ext_gen;			/* 0/1, flipped by each revoke (disk->lock) */
+	atomic_t ext_inflight[2];	/* kernel requests translated under each generation */
+	wait_queue_head_t ext_wq;
+	atomic64_t ext_hits, ext_misses;
+	struct mutex fwd_lock;		/* the upcall rings and fwd_pending */
+	struct sluice_blk_ring_hdr __user *req_ring, *done_ring;
+	u32 ring_entries;
+	struct eventfd_ctx *fwd_notify;
+	struct file *fwd_done_file;
+	wait_queue_entry_t fwd_done_wait;
+	wait_queue_head_t *fwd_done_wqh;
+	poll_table fwd_done_pt;
+	struct xarray fwd;		/* id -> forwarded request */
+	struct list_head fwd_pending;	/* forwarded, waiting for room on the req ring */
+
 	struct sluice_blk_queue queues[SLUICE_BLK_MAX_QUEUES];
 };
 
@@ -127,6 +156,20 @@ int sluice_blk_queue_set_cpus(struct sluice_blk_queue *q, const struct cpumask *
 void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_seg *segs,
 			   unsigned int nsegs, u32 out_bytes, u32 in_bytes);
 u64 sluice_blk_features(void);
+
+/* sluice_blk_extent.c */
+void sluice_blk_extent_init(struct sluice_blk_disk *disk);
+void sluice_blk_extent_free(struct sluice_blk_disk *disk);
+int sluice_blk_set_extent_config(struct sluice_blk_disk *disk, void __user *arg);
+int sluice_blk_map_extents(struct sluice_blk_disk *disk, void __user *arg);
+int sluice_blk_unmap_extents(struct sluice_blk_disk *disk, void __user *arg);
+int sluice_blk_set_upcall(struct sluice_blk_disk *disk, void __user *arg);
+int sluice_blk_extent_translate(struct sluice_blk_req *req, u64 *host_pos);
+void sluice_blk_extent_put(struct sluice_blk_req *req);
+void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct sluice_vq_seg *dsegs,
+			unsigned int n);
+void sluice_blk_fwd_reap(struct sluice_blk_disk *disk);
+void sluice_blk_fwd_cancel(struct sluice_blk_disk *disk, struct sluice_blk_queue *q);
 
 /* sluice_blk_sysfs.c */
 int sluice_blk_sysfs_init(void);

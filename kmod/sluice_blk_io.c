@@ -42,6 +42,7 @@ static void sluice_blk_rw_done(struct kiocb *iocb, long ret)
 
 	if (req->is_write && S_ISREG(file_inode(iocb->ki_filp)->i_mode))
 		kiocb_end_write(iocb);
+	sluice_blk_extent_put(req);
 	if (ret == req->data_len)
 		sluice_blk_finish(req, VIRTIO_BLK_S_OK, req->is_write ? 1 : req->data_len + 1);
 	else
@@ -66,13 +67,21 @@ static bool sluice_blk_dio_aligned(const struct sluice_blk_req *req, struct file
 /* Worker.  Submit a read or write; completes through sluice_blk_rw_done(). */
 static void sluice_blk_submit_rw(struct sluice_blk_req *req)
 {
-	struct file *file = req->q->disk->backend;
+	struct sluice_blk_queue *q = req->q;
+	struct file *file = q->disk->backend;
 	bool direct = (file->f_mode & FMODE_CAN_ODIRECT) && sluice_blk_dio_aligned(req, file);
+	u64 pos = req->sector << SLUICE_BLK_SECTOR_SHIFT;
 	ssize_t ret;
+	int reason;
 
+	if (q->disk->extents) {
+		reason = sluice_blk_extent_translate(req, &pos);
+		if (reason)
+			return sluice_blk_forward(req, reason, q->dsegs, req->nr_dsegs);
+	}
 retry:
 	init_sync_kiocb(&req->iocb, file);
-	req->iocb.ki_pos = req->sector << SLUICE_BLK_SECTOR_SHIFT;
+	req->iocb.ki_pos = pos;
 	req->iocb.ki_complete = sluice_blk_rw_done;
 	if (direct)
 		req->iocb.ki_flags |= IOCB_DIRECT;
@@ -155,37 +164,42 @@ static u8 sluice_blk_discard_zeroes(struct sluice_blk_req *req)
 }
 
 /*
- * Worker.  Point req->iov at the data buffers: the @n translated buffers in
- * @src minus @skip leading bytes (the header) and @drop trailing bytes (the status).
+ * Worker.  The data buffers: the @n buffers of @src minus @skip leading bytes
+ * (the header) and @drop trailing bytes (the status), as guest ranges in
+ * q->dsegs (for forwarding) and as user addresses in req->iov (for I/O).
+ * Every range lies inside a buffer the walker checked against guest RAM.
  */
-static void sluice_blk_data_iov(struct sluice_blk_req *req, const struct iovec *src, unsigned int n,
-				u32 skip, u32 drop)
+static void sluice_blk_data_bufs(struct sluice_blk_req *req, const struct sluice_vq_seg *src,
+				 unsigned int n, u32 skip, u32 drop)
 {
+	struct sluice_blk_queue *q = req->q;
 	u32 total = 0, i;
 
 	req->nr_iov = 0;
 	for (i = 0; i < n; i++)
-		total += src[i].iov_len;
+		total += src[i].len;
 	total -= skip + drop;
 	req->data_len = total;
 	for (i = 0; i < n && total; i++) {
-		size_t len = src[i].iov_len;
-		char __user *base = src[i].iov_base;
+		u32 len = src[i].len;
+		u64 gpa = src[i].gpa;
 
 		if (skip >= len) {
 			skip -= len;
 			continue;
 		}
-		base += skip;
+		gpa += skip;
 		len -= skip;
 		skip = 0;
 		if (len > total)
 			len = total;
-		req->iov[req->nr_iov].iov_base = base;
+		q->dsegs[req->nr_iov] = (struct sluice_vq_seg){ .gpa = gpa, .len = len, .write = src[i].write };
+		req->iov[req->nr_iov].iov_base = sluice_blk_gpa_to_user(q->disk, gpa, len);
 		req->iov[req->nr_iov].iov_len = len;
 		req->nr_iov++;
 		total -= len;
 	}
+	req->nr_dsegs = req->nr_iov;
 }
 
 /*
@@ -218,6 +232,7 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	iov_iter_init(&it, ITER_SOURCE, tr, nout, out_bytes);
 	if (copy_from_iter(&hdr, sizeof(hdr), &it) != sizeof(hdr))
 		goto out_malformed;
+	req->ext_gen = -1;
 	req->type = le32_to_cpu(hdr.type);
 	req->sector = le64_to_cpu(hdr.sector);
 	req->status = (u8 __user *)tr[nsegs - 1].iov_base + tr[nsegs - 1].iov_len - 1;
@@ -225,10 +240,10 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	switch (req->type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_GET_ID:
-		sluice_blk_data_iov(req, tr + nout, nsegs - nout, 0, 1);
+		sluice_blk_data_bufs(req, segs + nout, nsegs - nout, 0, 1);
 		break;
 	default:
-		sluice_blk_data_iov(req, tr, nout, sizeof(hdr), 0);
+		sluice_blk_data_bufs(req, segs, nout, sizeof(hdr), 0);
 		break;
 	}
 	trace_req_start(disk->name, q->index, req->head, req->type, req->sector, req->data_len);
@@ -246,6 +261,8 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 			return sluice_blk_finish(req, VIRTIO_BLK_S_OK, 1);
 		return sluice_blk_submit_rw(req);
 	case VIRTIO_BLK_T_FLUSH:
+		if (disk->extents)	/* userspace's metadata caches must reach the disk too */
+			return sluice_blk_forward(req, SLUICE_BLK_FWD_METADATA, q->dsegs, req->nr_dsegs);
 		status = vfs_fsync(disk->backend, 1) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
 		return sluice_blk_finish(req, status, 1);
 	case VIRTIO_BLK_T_GET_ID: {
@@ -258,6 +275,8 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	}
 	case VIRTIO_BLK_T_DISCARD:
 	case VIRTIO_BLK_T_WRITE_ZEROES:
+		if (disk->extents)	/* they change what clusters mean: userspace's metadata */
+			return sluice_blk_forward(req, SLUICE_BLK_FWD_METADATA, q->dsegs, req->nr_dsegs);
 		return sluice_blk_finish(req, sluice_blk_discard_zeroes(req), 1);
 	default:
 		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);

@@ -24,6 +24,7 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 	if (!disk)
 		return -ENOMEM;
 	mutex_init(&disk->lock);
+	sluice_blk_extent_init(disk);
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
 		struct sluice_blk_queue *q = &disk->queues[i];
 
@@ -68,7 +69,7 @@ static void sluice_blk_reset(struct sluice_blk_disk *disk)
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
 		struct sluice_blk_queue *q = &disk->queues[i];
 
-		sluice_blk_queue_stop(q);
+		sluice_blk_queue_stop(q);	/* cancels its forwarded requests first */
 		sluice_blk_queue_put_files(q);
 		q->num = 0;
 		q->desc = q->avail = q->used = NULL;
@@ -80,6 +81,7 @@ static void sluice_blk_reset(struct sluice_blk_disk *disk)
 		fput(disk->backend);
 	disk->backend = NULL;
 	sluice_blk_free_mem_table(disk);
+	sluice_blk_extent_free(disk);
 	disk->features = 0;
 }
 
@@ -127,7 +129,8 @@ static int sluice_blk_set_backend(struct sluice_blk_disk *disk, void __user *arg
 
 	if (copy_from_user(&b, argp, sizeof(b)))
 		return -EFAULT;
-	if (b.flags & ~SLUICE_BLK_BACKEND_F_READONLY || b.reserved[0] || b.reserved[1] ||
+	if (b.flags & ~(SLUICE_BLK_BACKEND_F_READONLY | SLUICE_BLK_BACKEND_F_EXTENTS) ||
+	    b.reserved[0] || b.reserved[1] ||
 	    b.reserved[2] || b.capacity % 512)
 		return -EINVAL;
 	if (disk->backend)
@@ -150,8 +153,13 @@ static int sluice_blk_set_backend(struct sluice_blk_disk *disk, void __user *arg
 		goto out_put;
 	size = i_size_read(file->f_mapping->host) & ~511ULL;
 	ret = -EINVAL;
-	if (b.capacity > size || (!b.capacity && !size))
+	if (b.flags & SLUICE_BLK_BACKEND_F_EXTENTS) {
+		if (!b.capacity)	/* the virtual size: the file holds metadata too */
+			goto out_put;
+	} else if (b.capacity > size || (!b.capacity && !size)) {
 		goto out_put;
+	}
+	disk->extents = b.flags & SLUICE_BLK_BACKEND_F_EXTENTS;
 	disk->backend = file;
 	disk->capacity = b.capacity ? b.capacity : size;
 	disk->readonly = b.flags & SLUICE_BLK_BACKEND_F_READONLY;
@@ -297,9 +305,14 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 		return sluice_blk_get_stats(disk, argp);
 	}
 
-	if (_IOC_NR(cmd) > _IOC_NR(SLUICE_BLK_SET_VRING_ENABLE) ||
-	    (_IOC_NR(cmd) > _IOC_NR(SLUICE_BLK_GET_STATS) && _IOC_NR(cmd) < _IOC_NR(SLUICE_BLK_SET_VRING_NUM)))
+	switch (_IOC_NR(cmd)) {
+	case _IOC_NR(SLUICE_BLK_SET_OWNER) ... _IOC_NR(SLUICE_BLK_GET_STATS):
+	case _IOC_NR(SLUICE_BLK_SET_VRING_NUM) ... _IOC_NR(SLUICE_BLK_SET_VRING_ENABLE):
+	case _IOC_NR(SLUICE_BLK_SET_EXTENT_CONFIG) ... _IOC_NR(SLUICE_BLK_UNMAP_EXTENTS):
+		break;
+	default:
 		return -ENOTTY;
+	}
 
 	/* Everything else changes the disk: only its owner may. */
 	if (!disk->mm)
@@ -368,6 +381,14 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 	case SLUICE_BLK_SET_VRING_CALL:
 	case SLUICE_BLK_SET_VRING_ERR:
 		return sluice_blk_set_vring_file(disk, cmd, argp);
+	case SLUICE_BLK_SET_EXTENT_CONFIG:
+		return sluice_blk_set_extent_config(disk, argp);
+	case SLUICE_BLK_SET_UPCALL:
+		return sluice_blk_set_upcall(disk, argp);
+	case SLUICE_BLK_MAP_EXTENTS:
+		return sluice_blk_map_extents(disk, argp);
+	case SLUICE_BLK_UNMAP_EXTENTS:
+		return sluice_blk_unmap_extents(disk, argp);
 	case SLUICE_BLK_SET_VRING_ENABLE:
 		if (copy_from_user(&s, argp, sizeof(s)))
 			return -EFAULT;

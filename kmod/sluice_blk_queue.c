@@ -278,11 +278,13 @@ static int sluice_blk_worker(void *data)
 			__set_current_state(TASK_RUNNING);
 			break;
 		}
-		if (!test_bit(0, &q->work) && llist_empty(&q->done)) {
+		if (!(READ_ONCE(q->work) & 3) && llist_empty(&q->done)) {
 			schedule();
 			continue;
 		}
 		__set_current_state(TASK_RUNNING);
+		if (test_and_clear_bit(1, &q->work))
+			sluice_blk_fwd_reap(q->disk);	/* userspace finished forwarded requests */
 		sluice_blk_reap(q);
 		if (test_and_clear_bit(0, &q->work) && !q->broken && !kthread_should_stop())
 			sluice_blk_handle_kick(q);
@@ -357,18 +359,24 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 /* Process context (ioctl, release), disk->lock held.  Stop listening, let in-flight requests finish, stop the worker. */
 void sluice_blk_queue_stop(struct sluice_blk_queue *q)
 {
+	struct task_struct *t;
+
 	if (!q->worker)
 		return;
 	if (q->kick_wqh)
 		remove_wait_queue(q->kick_wqh, &q->kick_wait);
 	q->kick_wqh = NULL;
 	q->enabled = false;
+	sluice_blk_fwd_cancel(q->disk, q);	/* never wait for a userspace that may be gone */
 	mutex_lock(&q->cpu_lock);
 	kthread_stop(q->worker);	/* returns once inflight reached 0 and all were reaped */
 	while (atomic_read(&q->completing))
 		cpu_relax();
-	put_task_struct(q->worker);
-	q->worker = NULL;
+	t = q->worker;
+	WRITE_ONCE(q->worker, NULL);
+	/* The upcall done wake-up reads q->worker under a spinlock: let it finish with @t. */
+	synchronize_rcu();
+	put_task_struct(t);
 	mutex_unlock(&q->cpu_lock);
 }
 

@@ -42,7 +42,35 @@ static ssize_t features_show(struct device *dev, struct device_attribute *attr, 
 }
 static DEVICE_ATTR_RO(features);
 
+/* Extent mode: mapped clusters, and requests the map served / did not serve. */
+static ssize_t extents_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct sluice_blk_disk *disk = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%d\n", atomic_read(&disk->ext_clusters));
+}
+static DEVICE_ATTR_RO(extents);
+
+static ssize_t extent_hits_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct sluice_blk_disk *disk = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(&disk->ext_hits));
+}
+static DEVICE_ATTR_RO(extent_hits);
+
+static ssize_t extent_misses_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	struct sluice_blk_disk *disk = dev_get_drvdata(dev);
+
+	return sysfs_emit(buf, "%lld\n", (long long)atomic64_read(&disk->ext_misses));
+}
+static DEVICE_ATTR_RO(extent_misses);
+
 static struct attribute *sluice_blk_disk_attrs[] = {
+	&dev_attr_extents.attr,
+	&dev_attr_extent_hits.attr,
+	&dev_attr_extent_misses.attr,
 	&dev_attr_capacity.attr,
 	&dev_attr_readonly.attr,
 	&dev_attr_features.attr,
@@ -98,6 +126,7 @@ SLUICE_BLK_COUNTER(signals);
 SLUICE_BLK_COUNTER(bytes_read);
 SLUICE_BLK_COUNTER(bytes_written);
 SLUICE_BLK_COUNTER(buffered);
+SLUICE_BLK_COUNTER(fallback);
 
 static ssize_t inflight_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
@@ -136,6 +165,7 @@ static struct attribute *sluice_blk_queue_attrs[] = {
 	&sluice_blk_attr_bytes_read.attr,
 	&sluice_blk_attr_bytes_written.attr,
 	&sluice_blk_attr_buffered.attr,
+	&sluice_blk_attr_fallback.attr,
 	&sluice_blk_attr_broken.attr,
 	&sluice_blk_attr_worker_pid.attr,
 	NULL,

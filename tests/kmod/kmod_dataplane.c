@@ -88,6 +88,10 @@ static int open_image(const char *name, unsigned int size)
 	return fd;
 }
 
+/* Set by a case before drv_setup(): the capacity passed to SET_BACKEND, and a step before the queue starts. */
+static uint64_t setup_capacity;
+static int (*setup_hook)(struct drv *d);
+
 /* Open and fully set up a disk with one queue; returns 0 or -errno (diagnosed). */
 static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_t flags)
 {
@@ -119,6 +123,7 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)d->ram_a, 0 };
 	mt.r[1] = (struct sluice_blk_mem_region){ RAM_B_GPA, RAM_SIZE, (uintptr_t)d->ram_b, 0 };
 	b.fd = d->img;
+	b.capacity = setup_capacity;
 	snprintf(b.name, sizeof(b.name), "%s", name);
 	memcpy(b.serial, "sluice-serial-0001xy", 20);
 
@@ -133,6 +138,8 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	SETUP_IOCTL(SLUICE_BLK_SET_MEM_TABLE, &mt);
 	SETUP_IOCTL(SLUICE_BLK_SET_FEATURES, &d->features);
 	SETUP_IOCTL(SLUICE_BLK_SET_BACKEND, &b);
+	if (setup_hook && setup_hook(d))
+		return -EINVAL;
 	SETUP_IOCTL(SLUICE_BLK_SET_VRING_NUM, &num);
 	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ADDR, &addr);
 	SETUP_IOCTL(SLUICE_BLK_SET_VRING_BASE, &base);
@@ -855,6 +862,203 @@ static enum ktap_result tracepoints(void)
 	return KTAP_PASS;
 }
 
+
+/* ---- qcow2 mode: the extent map and the upcall rings ---- */
+
+#define CL		(64 << 10)	/* cluster size of the extent tests */
+#define UP_ENTRIES	16
+
+static struct sluice_blk_ring_hdr *up_req, *up_done;
+static int up_notify = -1, up_donefd = -1;
+
+static int extent_hook(struct drv *d)
+{
+	struct sluice_blk_extent_config c = { .cluster_bits = 16 };
+	struct sluice_blk_upcall u = { .entries = UP_ENTRIES };
+	size_t rb = sizeof(*up_req) + UP_ENTRIES * sizeof(struct sluice_blk_upcall_req);
+	size_t db = sizeof(*up_done) + UP_ENTRIES * sizeof(struct sluice_blk_upcall_done);
+
+	up_req = mmap(NULL, rb, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	up_done = mmap(NULL, db, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	up_notify = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	up_donefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	u.req_ring = (uintptr_t)up_req;
+	u.done_ring = (uintptr_t)up_done;
+	u.notify_fd = up_notify;
+	u.done_fd = up_donefd;
+	if (ioctl(d->fd, SLUICE_BLK_SET_EXTENT_CONFIG, &c) || ioctl(d->fd, SLUICE_BLK_SET_UPCALL, &u)) {
+		ktap_diag("extent setup: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+static int map_extent(struct drv *d, uint64_t goff, uint64_t len, uint64_t hoff, bool writable)
+{
+	struct {
+		struct {
+			__u32 nr, reserved;
+		} h;
+		struct sluice_blk_extent e;
+	} m = { { 1, 0 }, { goff, len, hoff, writable ? SLUICE_BLK_EXTENT_F_WRITABLE : 0, 0 } };
+
+	return ioctl(d->fd, SLUICE_BLK_MAP_EXTENTS, &m);
+}
+
+/* The next forwarded request (waits up to 3 s), or NULL. */
+static struct sluice_blk_upcall_req *next_upcall(void)
+{
+	struct sluice_blk_upcall_req *ring = (void *)(up_req + 1);
+	double end = now_s() + 3;
+
+	while (__atomic_load_n(&up_req->prod, __ATOMIC_ACQUIRE) == up_req->cons) {
+		struct pollfd p = { .fd = up_notify, .events = POLLIN };
+		uint64_t v;
+
+		if (now_s() > end)
+			return NULL;
+		if (poll(&p, 1, 100) > 0 && read(up_notify, &v, 8) < 0)
+			return NULL;
+	}
+	return &ring[up_req->cons++ & (UP_ENTRIES - 1)];
+}
+
+static void post_done(uint64_t id, uint8_t status, uint32_t written)
+{
+	struct sluice_blk_upcall_done *ring = (void *)(up_done + 1);
+	uint32_t prod = up_done->prod;
+	uint64_t one = 1;
+
+	ring[prod & (UP_ENTRIES - 1)] = (struct sluice_blk_upcall_done){ .id = id, .written = written,
+									   .status = status };
+	__atomic_store_n(&up_done->prod, prod + 1, __ATOMIC_RELEASE);
+	if (write(up_donefd, &one, 8) != 8)
+		ktap_diag("done kick: %s", strerror(errno));
+}
+
+static long sysfs_num(const char *disk, const char *attr)
+{
+	char buf[64] = "";
+
+	return sysfs_read(disk, attr, buf, sizeof(buf)) ? -1 : atol(buf);
+}
+
+static bool file_has(int fd, uint64_t off, const uint8_t *want, size_t len)
+{
+	static uint8_t buf[1 << 20];
+
+	return pread(fd, buf, len, (off_t)off) == (ssize_t)len && !memcmp(buf, want, len);
+}
+
+static enum ktap_result extent_map_and_upcall(void)
+{
+	struct sluice_blk_upcall_req *r;
+	struct sluice_blk_range rg;
+	struct drv d;
+	uint8_t *p;
+	uint64_t id;
+	int i;
+
+	setup_capacity = 16 << 20;
+	setup_hook = extent_hook;
+	i = drv_setup(&d, "ext0", default_features(), SLUICE_BLK_BACKEND_F_EXTENTS);
+	setup_capacity = 0;
+	setup_hook = NULL;
+	KTAP_EXPECT(!i, "extent-mode setup");
+	p = gpa(&d, DATA_GPA(0));
+	KTAP_SYSCALL(map_extent(&d, 0, 2 * CL, 10 * CL, true));	/* guest 0,1 -> host 10,11 */
+	KTAP_SYSCALL(map_extent(&d, 2 * CL, CL, 5 * CL, false));	/* guest 2 -> host 5, read-only */
+	KTAP_EXPECT(map_extent(&d, 100, CL, 0, true) < 0 && errno == EINVAL, "unaligned extent");
+	KTAP_EXPECT(map_extent(&d, 16 << 20, CL, 0, true) < 0 && errno == EINVAL, "extent past the capacity");
+	KTAP_EXPECT(sysfs_num("ext0", "extents") == 3, "%ld clusters mapped", sysfs_num("ext0", "extents"));
+
+	/* Inside one writable cluster, then across two contiguous ones: served in the kernel. */
+	memset(p, 0xa1, 8192);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 8, 8192, false) == VIRTIO_BLK_S_OK, "write in cluster 0");
+	KTAP_EXPECT(file_has(d.img, 10 * CL + 4096, p, 8192), "data not at host cluster 10 + 4 KiB");
+	memset(p, 0xa2, 2 * CL);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, CL / 512 - 8, 8192, false) == VIRTIO_BLK_S_OK, "write across");
+	KTAP_EXPECT(file_has(d.img, 11 * CL - 4096, p, 8192), "data not at host clusters 10/11");
+	memset(p, 0, 8192);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, CL / 512 - 8, 8192, false) == VIRTIO_BLK_S_OK && p[0] == 0xa2 &&
+		    p[8191] == 0xa2, "read back across clusters");
+	KTAP_EXPECT(sysfs_num("ext0", "extent_hits") == 3 && sysfs_num("ext0", "queues/0/fallback") == 0,
+		    "hits %ld fallback %ld", sysfs_num("ext0", "extent_hits"), sysfs_num("ext0", "queues/0/fallback"));
+
+	/* A write to the read-only cluster: forwarded; "userspace" copies it (COW) and maps the copy. */
+	memset(p, 0xb3, 4096);
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_OUT, 2 * CL / 512, 4096, false));
+	r = next_upcall();
+	KTAP_EXPECT(r, "no upcall for a write to a read-only cluster");
+	KTAP_EXPECT(r->type == VIRTIO_BLK_T_OUT && r->sector == 2 * CL / 512 && r->data_len == 4096 &&
+		    r->nsegs == 1 && r->segs[0].gpa == DATA_GPA(0) && r->segs[0].len == 4096 && !r->segs[0].write &&
+		    r->reason == SLUICE_BLK_FWD_READONLY && r->queue == 0,
+		    "record: type %u sector %llu len %u nsegs %u reason %u", r->type, (unsigned long long)r->sector,
+		    r->data_len, r->nsegs, r->reason);
+	KTAP_EXPECT(pwrite(d.img, gpa(&d, r->segs[0].gpa), 4096, 20 * CL) == 4096, "cow write");
+	id = r->id;
+	KTAP_SYSCALL(map_extent(&d, 2 * CL, CL, 20 * CL, true));
+	usleep(100000);
+	KTAP_EXPECT(le16toh(d.used->idx) == d.used_seen, "completed before userspace answered");
+	post_done(id, VIRTIO_BLK_S_OK, 1);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK, "forwarded write not completed");
+	memset(p, 0xb4, 4096);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 2 * CL / 512 + 8, 4096, false) == VIRTIO_BLK_S_OK, "2nd write");
+	KTAP_EXPECT(file_has(d.img, 20 * CL + 4096, p, 4096), "the next write to the copy did not stay in the kernel");
+	KTAP_EXPECT(sysfs_num("ext0", "queues/0/fallback") == 1, "fallback %ld", sysfs_num("ext0", "queues/0/fallback"));
+
+	/* A read of an unmapped cluster: userspace fills the buffer (e.g. from a backing file). */
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 3 * CL / 512, 8192, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->reason == SLUICE_BLK_FWD_UNMAPPED && r->segs[0].write, "unmapped read not forwarded");
+	memset(gpa(&d, r->segs[0].gpa), 0xc5, 8192);
+	post_done(r->id, VIRTIO_BLK_S_OK, 8193);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK && p[0] == 0xc5 && p[8191] == 0xc5,
+		    "forwarded read");
+	KTAP_EXPECT(le32toh(d.used->ring[(d.used_seen - 1) % QNUM].len) == 8193, "used len of a forwarded read");
+
+	/* Discard and flush belong to userspace in this mode; a bad status becomes IOERR. */
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_FLUSH, 0, 0, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->type == VIRTIO_BLK_T_FLUSH && r->reason == SLUICE_BLK_FWD_METADATA, "flush upcall");
+	id = r->id;
+	post_done(id + 1000, VIRTIO_BLK_S_OK, 1);	/* an unknown id: ignored */
+	post_done(id, 99, 1);				/* a bad status: IOERR */
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_IOERR, "bad status not IOERR");
+
+	/* Revoking: the next read of cluster 0 goes to userspace. */
+	rg = (struct sluice_blk_range){ 0, CL };
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_UNMAP_EXTENTS, &rg));
+	KTAP_EXPECT(sysfs_num("ext0", "extents") == 2, "%ld clusters after unmap", sysfs_num("ext0", "extents"));
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->reason == SLUICE_BLK_FWD_UNMAPPED, "read of a revoked cluster not forwarded");
+	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1, "completion after revoke");
+
+	/* Revoke while kernel requests are in flight: it returns, they complete. */
+	for (i = 0; i < 8; i++)
+		drv_post(&d, drv_req(&d, (unsigned int)i, VIRTIO_BLK_T_IN, CL / 512 + (uint64_t)i * 16, 8192, false));
+	rg = (struct sluice_blk_range){ CL, CL };
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_UNMAP_EXTENTS, &rg));
+	for (i = 0; i < 8; i++) {	/* the late ones went to userspace */
+		struct sluice_blk_upcall_req *u = (up_req->prod != up_req->cons) ? next_upcall() : NULL;
+
+		if (u)
+			post_done(u->id, VIRTIO_BLK_S_OK, u->data_len + 1);
+	}
+	KTAP_EXPECT(drv_wait(&d, 8) == 8, "requests around a revoke did not all complete");
+
+	/* Close with a forwarded request nobody will answer: no hang, no worker left. */
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 5 * CL / 512, 4096, false));
+	KTAP_EXPECT(next_upcall(), "no upcall before close");
+	drv_close(&d);
+	close(up_notify);
+	close(up_donefd);
+	KTAP_EXPECT(wait_no_workers(), "workers left after closing with a forwarded request");
+	return KTAP_PASS;
+}
+
 /*
  * Not a test: "kmod_dataplane bench SECONDS QD read|write" keeps QD 4 KiB random requests
  * in flight on one queue for SECONDS and prints "IOPS: N" (compare with fio on the same file).
@@ -906,6 +1110,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart),
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
+	KTAP_CASE(extent_map_and_upcall),
 };
 
 int main(int argc, char **argv)

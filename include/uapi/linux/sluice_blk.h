@@ -25,7 +25,7 @@
 #define SLUICE_BLK_DEVICE_NAME	"sluice-blk"
 
 /* ABI version.  Bumped on any incompatible change; check it before any other ioctl. */
-#define SLUICE_BLK_API_VERSION	2
+#define SLUICE_BLK_API_VERSION	3
 
 /* 0xB7 is unused in Documentation/userspace-api/ioctl/ioctl-number.rst. */
 #define SLUICE_BLK_IOC_MAGIC	0xB7
@@ -70,6 +70,12 @@ struct sluice_blk_vring_file {
 };
 
 #define SLUICE_BLK_BACKEND_F_READONLY	(1u << 0)
+/*
+ * The backend is an image whose metadata userspace owns (qcow2): guest
+ * offsets are translated through the extent map, and any request the map
+ * does not fully cover is forwarded to userspace on the upcall ring.
+ */
+#define SLUICE_BLK_BACKEND_F_EXTENTS	(1u << 1)
 
 /* The disk's backend: a raw image file or a block device, opened by the VMM. */
 struct sluice_blk_backend {
@@ -97,6 +103,87 @@ struct sluice_blk_queue_stats {
 	__u32 reserved2;
 };
 
+/* Extent map (SLUICE_BLK_BACKEND_F_EXTENTS): guest clusters -> host offsets in the backend file. */
+#define SLUICE_BLK_EXTENT_F_WRITABLE	(1u << 0)	/* writes may go there (refcount 1, no COW) */
+
+struct sluice_blk_extent {
+	__u64 guest_offset;	/* multiple of the cluster size */
+	__u64 length;		/* multiple of the cluster size */
+	__u64 host_offset;	/* multiple of the cluster size */
+	__u32 flags;		/* SLUICE_BLK_EXTENT_F_* */
+	__u32 reserved;		/* must be 0 */
+};
+
+struct sluice_blk_extents {
+	__u32 nr;		/* entries in ext[], <= 1024 per call */
+	__u32 reserved;		/* must be 0 */
+	struct sluice_blk_extent ext[];
+};
+
+/* A guest byte range (UNMAP_EXTENTS: revoked; the call returns once no kernel request uses it). */
+struct sluice_blk_range {
+	__u64 offset;
+	__u64 length;
+};
+
+/* The extent mode's parameters, before any extent is mapped. */
+struct sluice_blk_extent_config {
+	__u32 cluster_bits;	/* 9..21 */
+	__u32 reserved;
+};
+
+/*
+ * The upcall channel: two rings in the owner's memory.  The module produces
+ * requests (req ring) and signals notify_fd; userspace serves them, produces
+ * completions (done ring) and signals done_fd.  Each ring starts with a
+ * struct sluice_blk_ring_hdr; producers write entries, then (release) prod;
+ * consumers read prod (acquire), the entries, then write cons.
+ */
+struct sluice_blk_upcall {
+	__u64 req_ring;		/* user address: hdr + entries x struct sluice_blk_upcall_req */
+	__u64 done_ring;	/* user address: hdr + entries x struct sluice_blk_upcall_done */
+	__u32 entries;		/* a power of 2, 1..4096, both rings */
+	__s32 notify_fd;	/* eventfd the module signals after producing requests */
+	__s32 done_fd;		/* eventfd userspace signals after producing completions */
+	__u32 reserved;		/* must be 0 */
+};
+
+struct sluice_blk_ring_hdr {
+	__u32 prod;
+	__u32 cons;
+	__u32 reserved[14];	/* producer and consumer on separate cache lines in spirit; must be 0 */
+};
+
+#define SLUICE_BLK_UPCALL_MAX_SEGS	128
+
+/* One forwarded virtio-blk request: userspace does it on guest memory and reports its status. */
+struct sluice_blk_upcall_req {
+	__u64 id;		/* echoed in the completion */
+	__u32 queue;
+	__u32 type;		/* VIRTIO_BLK_T_* */
+	__u64 sector;
+	__u32 data_len;		/* bytes of data buffers */
+	__u16 nsegs;		/* data buffers in segs[] */
+	__u16 reason;		/* SLUICE_BLK_FWD_* */
+	struct {
+		__u64 gpa;
+		__u32 len;
+		__u32 write;	/* device-writable (reads fill it) */
+	} segs[SLUICE_BLK_UPCALL_MAX_SEGS];
+};
+
+#define SLUICE_BLK_FWD_UNMAPPED		1	/* some cluster has no extent */
+#define SLUICE_BLK_FWD_READONLY		2	/* a write to a read-only extent (COW) */
+#define SLUICE_BLK_FWD_SPLIT		3	/* extents not contiguous on the host */
+#define SLUICE_BLK_FWD_METADATA		4	/* discard / write-zeroes / flush: userspace's call */
+
+struct sluice_blk_upcall_done {
+	__u64 id;
+	__u32 written;		/* bytes written into the guest's buffers (reads) */
+	__u8 status;		/* VIRTIO_BLK_S_* */
+	__u8 reserved[3];
+};
+
 /* Returns SLUICE_BLK_API_VERSION as the ioctl's return value. */
 #define SLUICE_BLK_GET_API_VERSION	_IO(SLUICE_BLK_IOC_MAGIC, 0x00)
 /* Bind the disk to the calling process's mm (once). */
@@ -122,5 +209,13 @@ struct sluice_blk_queue_stats {
 #define SLUICE_BLK_SET_VRING_ERR	_IOW(SLUICE_BLK_IOC_MAGIC, 0x16, struct sluice_blk_vring_file)
 /* num 1: start serving the queue; num 0: stop it (in-flight requests complete first). */
 #define SLUICE_BLK_SET_VRING_ENABLE	_IOW(SLUICE_BLK_IOC_MAGIC, 0x17, struct sluice_blk_vring_state)
+
+/* Extent mode (backend set with SLUICE_BLK_BACKEND_F_EXTENTS; queues stopped). */
+#define SLUICE_BLK_SET_EXTENT_CONFIG	_IOW(SLUICE_BLK_IOC_MAGIC, 0x20, struct sluice_blk_extent_config)
+#define SLUICE_BLK_SET_UPCALL		_IOW(SLUICE_BLK_IOC_MAGIC, 0x21, struct sluice_blk_upcall)
+/* Map extents (replacing overlapping ones); any time. */
+#define SLUICE_BLK_MAP_EXTENTS		_IOW(SLUICE_BLK_IOC_MAGIC, 0x22, struct sluice_blk_extents)
+/* Revoke a range and wait until no kernel request in flight uses what it mapped. */
+#define SLUICE_BLK_UNMAP_EXTENTS	_IOW(SLUICE_BLK_IOC_MAGIC, 0x23, struct sluice_blk_range)
 
 #endif /* _UAPI_LINUX_SLUICE_BLK_H */
