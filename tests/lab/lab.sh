@@ -109,7 +109,7 @@ truncate -s "$SCRATCH_SIZE" "$SCRATCH"
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$MEM" -machine q35
 	-display none -vga none -monitor none -serial stdio -no-reboot -nodefaults
 	-kernel "$VMLINUZ" -initrd "$INITRD"
-	-append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 random.trust_cpu=on"
+	-append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 random.trust_cpu=on no_timer_check"
 	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
 	-fsdev local,id=out,path="$OUT",security_model=none,multidevs=remap
