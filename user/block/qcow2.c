@@ -1736,3 +1736,45 @@ const struct sluice_block_driver sluice_bdrv_qcow2 = {
 	.getlength		= qcow2_getlength,
 	.get_allocated_size	= qcow2_get_allocated_size,
 };
+
+/* Any thread: is @bs a qcow2 node, and its cluster size (log2) if so (else 0). */
+unsigned int qcow2_cluster_bits(struct sluice_bds *bs)
+{
+	return bs && bs->drv == &sluice_bdrv_qcow2 ? ((struct qcow2_state *)bs->opaque)->cluster_bits : 0;
+}
+
+/*
+ * Coroutine in @bs's ctx (takes the image lock).  For the kernel dataplane:
+ * the runs of NORMAL clusters in guest [offset, offset + bytes) (whole
+ * clusters), each with its host offset and whether it may be written in
+ * place (COPIED: refcount 1).  Up to @max runs; returns how many, or -errno.
+ */
+int coroutine_fn qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				      struct qcow2_extent *out, unsigned int max)
+{
+	struct qcow2_state *s = bs->opaque;
+	uint64_t mask = s->cluster_size - 1, end;
+	unsigned int n = 0;
+	int ret = 0;
+
+	end = MIN((offset + bytes + mask) & ~mask, bs->total_bytes & ~mask);
+	offset &= ~mask;
+	sluice_co_mutex_lock(&s->lock);
+	while (offset < end && n < max) {
+		struct qcow2_map m;
+
+		ret = qcow2_co_get_mapping(s, offset, end - offset, &m);
+		if (ret < 0)
+			break;
+		m.bytes &= ~mask;	/* whole clusters only */
+		if (!m.bytes)
+			break;
+		if (m.type == QCOW2_CLUSTER_NORMAL) {
+			out[n++] = (struct qcow2_extent){ .offset = offset, .bytes = m.bytes, .host = m.host,
+							  .writable = m.copied };
+		}
+		offset += m.bytes;
+	}
+	sluice_co_mutex_unlock(&s->lock);
+	return ret < 0 ? ret : (int)n;
+}

@@ -311,6 +311,20 @@ int coroutine_fn qcow2_co_grow_file(struct qcow2_state *s, uint64_t end) TSA_REQ
 uint64_t qcow2_rb_get(const struct qcow2_state *s, const void *rb, uint64_t index);
 void qcow2_rb_set(const struct qcow2_state *s, void *rb, uint64_t index, uint64_t value);
 
+/* ---- qcow2.c: for the kernel dataplane (user/vmm/vblk-kernel.c) ---- */
+
+/* A run of guest clusters stored contiguously on the host. */
+struct qcow2_extent {
+	uint64_t offset;		/* guest */
+	uint64_t bytes;
+	uint64_t host;
+	bool writable;			/* COPIED: may be written in place */
+};
+
+unsigned int qcow2_cluster_bits(struct sluice_bds *bs);
+int coroutine_fn qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				      struct qcow2_extent *out, unsigned int max);
+
 /* ---- qcow2-cluster.c ---- */
 
 /* One step of a guest-range mapping: how [offset, offset + bytes) is stored. */

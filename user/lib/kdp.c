@@ -120,6 +120,68 @@ int sluice_kdp_set_backend(struct sluice_kdp *k, int fd, uint64_t capacity, bool
 	return 0;
 }
 
+int sluice_kdp_set_extent_backend(struct sluice_kdp *k, int fd, uint64_t capacity, bool readonly,
+				  const char *name, const char serial[20], unsigned int cluster_bits,
+				  char **errp)
+{
+	struct sluice_blk_backend b = {
+		.fd = fd,
+		.flags = SLUICE_BLK_BACKEND_F_EXTENTS | (readonly ? SLUICE_BLK_BACKEND_F_READONLY : 0),
+		.capacity = capacity,
+	};
+	struct sluice_blk_extent_config c = { .cluster_bits = cluster_bits };
+
+	g_strlcpy(b.name, name, sizeof(b.name));
+	memcpy(b.serial, serial, sizeof(b.serial));
+	if (ioctl(k->fd, SLUICE_BLK_SET_BACKEND, &b) < 0) {
+		int err = errno;
+
+		*errp = g_strdup_printf("dataplane=kernel: SET_BACKEND '%s' (qcow2 extents): %s", name,
+					strerror(err));
+		return -err;
+	}
+	if (ioctl(k->fd, SLUICE_BLK_SET_EXTENT_CONFIG, &c) < 0) {
+		*errp = g_strdup_printf("dataplane=kernel: cluster size 2^%u: %s", cluster_bits, strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int sluice_kdp_set_upcall(struct sluice_kdp *k, void *req_ring, void *done_ring, unsigned int entries,
+			  int notify_fd, int done_fd, char **errp)
+{
+	struct sluice_blk_upcall u = {
+		.req_ring = (uintptr_t)req_ring, .done_ring = (uintptr_t)done_ring, .entries = entries,
+		.notify_fd = notify_fd, .done_fd = done_fd,
+	};
+
+	if (ioctl(k->fd, SLUICE_BLK_SET_UPCALL, &u) < 0) {
+		*errp = g_strdup_printf("dataplane=kernel: SET_UPCALL: %s", strerror(errno));
+		return -errno;
+	}
+	return 0;
+}
+
+int sluice_kdp_map(struct sluice_kdp *k, uint64_t guest, uint64_t len, uint64_t host, bool writable)
+{
+	uint64_t buf[(sizeof(struct sluice_blk_extents) + sizeof(struct sluice_blk_extent)) / 8] = { 0 };
+	struct sluice_blk_extents *m = (struct sluice_blk_extents *)buf;
+
+	m->nr = 1;
+	m->ext[0] = (struct sluice_blk_extent){
+		.guest_offset = guest, .length = len, .host_offset = host,
+		.flags = writable ? SLUICE_BLK_EXTENT_F_WRITABLE : 0,
+	};
+	return ioctl(k->fd, SLUICE_BLK_MAP_EXTENTS, m) < 0 ? -errno : 0;
+}
+
+int sluice_kdp_unmap(struct sluice_kdp *k, uint64_t guest, uint64_t len)
+{
+	struct sluice_blk_range r = { .offset = guest, .length = len };
+
+	return ioctl(k->fd, SLUICE_BLK_UNMAP_EXTENTS, &r) < 0 ? -errno : 0;
+}
+
 uint64_t sluice_kdp_features(struct sluice_kdp *k)
 {
 	uint64_t f = 0;

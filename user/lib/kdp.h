@@ -36,6 +36,20 @@ void sluice_kdp_close(struct sluice_kdp *k);
 int sluice_kdp_set_backend(struct sluice_kdp *k, int fd, uint64_t capacity, bool readonly,
 			   const char *name, const char serial[20], char **errp);
 
+/*
+ * Main thread.  qcow2 (extent mode): the backend is the image file, @capacity
+ * its virtual size; then the cluster size and the upcall rings (see
+ * Documentation/kmod.rst).  Rings: hdr + @entries records each, in our memory.
+ */
+int sluice_kdp_set_extent_backend(struct sluice_kdp *k, int fd, uint64_t capacity, bool readonly,
+				  const char *name, const char serial[20], unsigned int cluster_bits,
+				  char **errp);
+int sluice_kdp_set_upcall(struct sluice_kdp *k, void *req_ring, void *done_ring, unsigned int entries,
+			  int notify_fd, int done_fd, char **errp);
+/* Any thread.  Map guest clusters to host clusters / revoke a range (returns once no kernel request uses it). */
+int sluice_kdp_map(struct sluice_kdp *k, uint64_t guest, uint64_t len, uint64_t host, bool writable);
+int sluice_kdp_unmap(struct sluice_kdp *k, uint64_t guest, uint64_t len);
+
 /* Feature bits the module serves; the ones the driver accepted (queues stopped). */
 uint64_t sluice_kdp_features(struct sluice_kdp *k);
 int sluice_kdp_set_features(struct sluice_kdp *k, uint64_t features);

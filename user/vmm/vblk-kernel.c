@@ -5,13 +5,19 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <linux/virtio_blk.h>
 
 #include <glib.h>
 
 #include "aio.h"
 #include "block.h"
+#include "coroutine.h"
+#include "iothread.h"
 #include "kdp.h"
+#include "qcow2.h"
 #include "virtio-blk.h"
 #include "vmm.h"
 
@@ -22,6 +28,24 @@ struct vblk_kernel {
 	char name[32];			/* /sys/class/sluice_blk/<name> */
 	int err_fd[SLUICE_VIRTIO_MAX_QUEUES];	/* the module stopped a queue on a malformed chain */
 	bool queue_started[SLUICE_VIRTIO_MAX_QUEUES];
+
+	/* qcow2: the module serves mapped clusters; the rest comes here on the upcall rings. */
+	bool qcow2;
+	unsigned int cluster_bits;
+	struct sluice_blk_ring_hdr *req_ring, *done_ring;
+	size_t req_bytes, done_bytes;
+	int notify_fd, done_fd;
+	struct sluice_aio_ctx *ctx;	/* the image's ctx: upcalls are served there */
+	unsigned int upcalls;		/* atomic: upcall coroutines running */
+	uint64_t upcalls_served;	/* atomic */
+};
+
+#define VBLK_KERNEL_RING	256	/* upcall ring entries */
+
+/* One forwarded request being served. */
+struct vblk_kernel_upcall {
+	struct sluice_vblk *vblk;
+	struct sluice_blk_upcall_req rec;
 };
 
 /* Main thread (main loop): the module stopped a queue; the device needs a reset, the VM runs on. */
@@ -39,6 +63,211 @@ static void vblk_kernel_err_read(void *opaque)
 	sluice_virtio_pci_needs_reset(&q->vblk->vpci);
 }
 
+/*
+ * Coroutine in the image's ctx: after a forwarded read or write, hand the
+ * clusters now allocated in [off, off + len) to the module, so the next
+ * request there stays in the kernel.
+ */
+static void coroutine_fn vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len)
+{
+	struct vblk_kernel *k = vblk->kernel;
+	struct qcow2_extent ext[16];
+	int i, n;
+
+	n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, len, ext, 16);
+	for (i = 0; i < n; i++)
+		sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
+			       ext[i].writable && !vblk->readonly);
+}
+
+/* Coroutine in the image's ctx: DISCARD / WRITE_ZEROES ranges, each revoked in the module first. */
+static uint8_t coroutine_fn vblk_kernel_co_discard(struct sluice_vblk *vblk, uint32_t type,
+						   struct iovec *iov, unsigned int n, uint32_t len)
+{
+	struct virtio_blk_discard_write_zeroes seg[SLUICE_VBLK_MAX_DWZ_SEG];
+	struct vblk_kernel *k = vblk->kernel;
+	uint32_t i, nseg = len / sizeof(seg[0]), done = 0;
+
+	if (vblk->readonly)
+		return VIRTIO_BLK_S_IOERR;
+	if (!len || len % sizeof(seg[0]) || nseg > SLUICE_VBLK_MAX_DWZ_SEG)
+		return VIRTIO_BLK_S_UNSUPP;
+	for (i = 0; i < n && done < len; i++) {
+		uint32_t c = MIN((uint32_t)iov[i].iov_len, len - done);
+
+		memcpy((uint8_t *)seg + done, iov[i].iov_base, c);
+		done += c;
+	}
+	for (i = 0; i < nseg; i++) {
+		uint64_t off = le64toh(seg[i].sector) << 9, bytes = (uint64_t)le32toh(seg[i].num_sectors) << 9;
+		uint32_t flags = le32toh(seg[i].flags);
+		int ret;
+
+		if (off > vblk->capacity || bytes > vblk->capacity - off)
+			return VIRTIO_BLK_S_IOERR;
+		if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP ||
+		    (type == VIRTIO_BLK_T_DISCARD && flags))
+			return VIRTIO_BLK_S_UNSUPP;
+		if (!bytes)
+			continue;
+		/* The clusters may be freed or rewritten: no kernel request may use them any more. */
+		if (sluice_kdp_unmap(k->kdp, off, bytes))
+			return VIRTIO_BLK_S_IOERR;
+		if (type == VIRTIO_BLK_T_DISCARD)
+			ret = sluice_blk_co_pdiscard(vblk->blk, off, bytes);
+		else
+			ret = sluice_blk_co_pwrite_zeroes(vblk->blk, off, bytes,
+							  flags ? SLUICE_BDRV_REQ_MAY_UNMAP : 0);
+		if (ret < 0 && !(type == VIRTIO_BLK_T_DISCARD && ret == -ENOTSUP))
+			return VIRTIO_BLK_S_IOERR;
+	}
+	return VIRTIO_BLK_S_OK;
+}
+
+/* Coroutine in the image's ctx: serve one forwarded request with the qcow2 driver, post its completion. */
+static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
+{
+	struct vblk_kernel_upcall *u = opaque;
+	struct sluice_vblk *vblk = u->vblk;
+	struct vblk_kernel *k = vblk->kernel;
+	struct sluice_blk_upcall_req *r = &u->rec;
+	struct sluice_blk_upcall_done *ring = (void *)(k->done_ring + 1);
+	struct iovec iov[SLUICE_BLK_UPCALL_MAX_SEGS];
+	uint64_t off = r->sector << 9, one = 1;
+	uint32_t written = 1, prod;
+	uint8_t status = VIRTIO_BLK_S_IOERR;
+	unsigned int i, n = MIN(r->nsegs, SLUICE_BLK_UPCALL_MAX_SEGS);
+
+	for (i = 0; i < n; i++) {
+		iov[i].iov_base = sluice_gpa_to_hva(vblk->vm, r->segs[i].gpa, r->segs[i].len);
+		iov[i].iov_len = r->segs[i].len;
+		if (!iov[i].iov_base)
+			goto out_post;
+	}
+	switch (r->type) {
+	case VIRTIO_BLK_T_IN:
+		if (sluice_blk_co_preadv(vblk->blk, off, r->data_len, iov, n, 0) < 0)
+			break;
+		status = VIRTIO_BLK_S_OK;
+		written = r->data_len + 1;
+		vblk_kernel_co_map(vblk, off, r->data_len);
+		break;
+	case VIRTIO_BLK_T_OUT:
+		if (vblk->readonly || sluice_blk_co_pwritev(vblk->blk, off, r->data_len, iov, n, 0) < 0)
+			break;
+		status = VIRTIO_BLK_S_OK;
+		vblk_kernel_co_map(vblk, off, r->data_len);
+		break;
+	case VIRTIO_BLK_T_FLUSH:
+		status = sluice_blk_co_flush(vblk->blk) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+		break;
+	case VIRTIO_BLK_T_DISCARD:
+	case VIRTIO_BLK_T_WRITE_ZEROES:
+		status = vblk_kernel_co_discard(vblk, r->type, iov, n, r->data_len);
+		break;
+	default:
+		status = VIRTIO_BLK_S_UNSUPP;
+		break;
+	}
+out_post:
+	/* Only this ctx produces on the done ring. */
+	prod = k->done_ring->prod;
+	ring[prod & (VBLK_KERNEL_RING - 1)] = (struct sluice_blk_upcall_done){
+		.id = r->id, .written = written, .status = status,
+	};
+	/* The entry before prod; pairs with the module's smp_rmb after it reads prod. */
+	__atomic_store_n(&k->done_ring->prod, prod + 1, __ATOMIC_RELEASE);
+	if (write(k->done_fd, &one, sizeof(one)) != sizeof(one))
+		fprintf(stderr, "sluice: drive %s: cannot signal the module: %s\n", vblk->id, strerror(errno));
+	__atomic_fetch_add(&k->upcalls_served, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_sub(&k->upcalls, 1, __ATOMIC_RELEASE);
+	g_free(u);
+}
+
+/* IOThread (the image's ctx): the module forwarded requests; one coroutine each. */
+static void vblk_kernel_upcall_read(void *opaque)
+{
+	struct sluice_vblk *vblk = opaque;
+	struct vblk_kernel *k = vblk->kernel;
+	struct sluice_blk_upcall_req *ring = (void *)(k->req_ring + 1);
+	uint32_t prod, cons = k->req_ring->cons;
+	uint64_t v;
+
+	if (read(k->notify_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	/* Entries after prod; pairs with the module's smp_wmb before it writes prod. */
+	prod = __atomic_load_n(&k->req_ring->prod, __ATOMIC_ACQUIRE);
+	if (prod - cons > VBLK_KERNEL_RING)
+		return;		/* cannot happen with a sane module: leave the ring alone */
+	for (; cons != prod; cons++) {
+		struct vblk_kernel_upcall *u = g_new(struct vblk_kernel_upcall, 1);
+
+		u->vblk = vblk;
+		u->rec = ring[cons & (VBLK_KERNEL_RING - 1)];
+		__atomic_fetch_add(&k->upcalls, 1, __ATOMIC_RELAXED);
+		__atomic_store_n(&k->req_ring->cons, cons + 1, __ATOMIC_RELEASE);
+		sluice_co_enter(sluice_co_create(vblk_kernel_co_upcall, u));
+	}
+}
+
+/* IOThread (the image's ctx, through sluice_aio_run_sync): start / stop listening to upcalls. */
+static void vblk_kernel_watch_upcalls(void *opaque)
+{
+	struct sluice_vblk *vblk = opaque;
+	struct vblk_kernel *k = vblk->kernel;
+
+	sluice_aio_set_fd_handler(k->ctx, k->notify_fd, vblk_kernel_upcall_read, NULL, vblk);
+}
+
+static void vblk_kernel_unwatch_upcalls(void *opaque)
+{
+	struct sluice_vblk *vblk = opaque;
+	struct vblk_kernel *k = vblk->kernel;
+
+	sluice_aio_set_fd_handler(k->ctx, k->notify_fd, NULL, NULL, NULL);
+}
+
+/* Any thread: wait until no upcall coroutine runs (they finish on their own, in the image's ctx). */
+static void vblk_kernel_wait_upcalls(struct vblk_kernel *k)
+{
+	while (__atomic_load_n(&k->upcalls, __ATOMIC_ACQUIRE))
+		usleep(1000);
+}
+
+/* Main thread, at attach: the qcow2 image goes to the module in extent mode, with the upcall rings. */
+static int vblk_kernel_attach_qcow2(struct sluice_vblk *vblk, struct vblk_kernel *k, char **errp)
+{
+	int ret;
+
+	k->qcow2 = true;
+	k->cluster_bits = qcow2_cluster_bits(sluice_blk_bs(vblk->blk));
+	if (!k->cluster_bits) {
+		*errp = g_strdup("dataplane=kernel: the image did not open as qcow2");
+		return -EINVAL;
+	}
+	ret = sluice_kdp_set_extent_backend(k->kdp, k->img_fd, vblk->capacity, vblk->readonly, k->name,
+					    vblk->serial, k->cluster_bits, errp);
+	if (ret)
+		return ret;
+	k->req_bytes = sizeof(*k->req_ring) + VBLK_KERNEL_RING * sizeof(struct sluice_blk_upcall_req);
+	k->done_bytes = sizeof(*k->done_ring) + VBLK_KERNEL_RING * sizeof(struct sluice_blk_upcall_done);
+	k->req_ring = mmap(NULL, k->req_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	k->done_ring = mmap(NULL, k->done_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	k->notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	k->done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (k->req_ring == MAP_FAILED || k->done_ring == MAP_FAILED || k->notify_fd < 0 || k->done_fd < 0) {
+		*errp = g_strdup_printf("dataplane=kernel: upcall rings: %s", strerror(errno));
+		return -ENOMEM;
+	}
+	ret = sluice_kdp_set_upcall(k->kdp, k->req_ring, k->done_ring, VBLK_KERNEL_RING, k->notify_fd,
+				    k->done_fd, errp);
+	if (ret)
+		return ret;
+	k->ctx = sluice_blk_get_aio_context(vblk->blk);
+	sluice_aio_run_sync(k->ctx, vblk_kernel_watch_upcalls, vblk);
+	return 0;
+}
+
 /* Main thread: undo vblk_kernel_attach's steps; safe on a partly built state. */
 static void vblk_kernel_free(struct sluice_vblk *vblk, struct vblk_kernel *k)
 {
@@ -50,7 +279,18 @@ static void vblk_kernel_free(struct sluice_vblk *vblk, struct vblk_kernel *k)
 		sluice_aio_set_fd_handler(sluice_block_main_ctx(), k->err_fd[i], NULL, NULL, NULL);
 		close(k->err_fd[i]);
 	}
-	sluice_kdp_close(k->kdp);	/* stops the module's queues; their requests finish first */
+	if (k->ctx)
+		sluice_aio_run_sync(k->ctx, vblk_kernel_unwatch_upcalls, vblk);
+	sluice_kdp_close(k->kdp);	/* stops the module's queues, cancels what was forwarded */
+	vblk_kernel_wait_upcalls(k);
+	if (k->req_ring && k->req_ring != MAP_FAILED)
+		munmap(k->req_ring, k->req_bytes);
+	if (k->done_ring && k->done_ring != MAP_FAILED)
+		munmap(k->done_ring, k->done_bytes);
+	if (k->notify_fd >= 0)
+		close(k->notify_fd);
+	if (k->done_fd >= 0)
+		close(k->done_fd);
 	if (k->img_fd >= 0)
 		close(k->img_fd);
 	g_free(k);
@@ -74,13 +314,12 @@ int sluice_vblk_kernel_attach(struct sluice_vblk *vblk, char **errp)
 	unsigned int i;
 	int ret;
 
-	if (strcmp(vblk->opts->format, "raw")) {
-		*errp = g_strdup_printf("dataplane=kernel: format=%s is not served by sluice_blk yet (raw only)",
-					vblk->opts->format);
+	if (strcmp(vblk->opts->format, "raw") && strcmp(vblk->opts->format, "qcow2")) {
+		*errp = g_strdup_printf("dataplane=kernel: format=%s is not served by sluice_blk", vblk->opts->format);
 		return -ENOTSUP;
 	}
 	k = g_new0(struct vblk_kernel, 1);
-	k->img_fd = -1;
+	k->img_fd = k->notify_fd = k->done_fd = -1;
 	for (i = 0; i < SLUICE_VIRTIO_MAX_QUEUES; i++)
 		k->err_fd[i] = -1;
 	vblk->kernel = k;
@@ -96,15 +335,18 @@ int sluice_vblk_kernel_attach(struct sluice_vblk *vblk, char **errp)
 	}
 	/* The drive id names the disk in sysfs; another VMM may use the same id: then add our pid. */
 	g_strlcpy(k->name, vblk->id, sizeof(k->name));
-	ret = sluice_kdp_set_backend(k->kdp, k->img_fd, vblk->capacity, vblk->readonly, k->name,
-				     vblk->serial, errp);
-	if (ret == -EEXIST) {
-		g_free(*errp);
-		*errp = NULL;
-		snprintf(k->name, sizeof(k->name), "%.20s.%d", vblk->id, (int)getpid());
+	{
+		char path[96];
+
+		snprintf(path, sizeof(path), "/sys/class/sluice_blk/%s", k->name);
+		if (access(path, F_OK) == 0)
+			snprintf(k->name, sizeof(k->name), "%.20s.%d", vblk->id, (int)getpid());
+	}
+	if (!strcmp(vblk->opts->format, "qcow2"))
+		ret = vblk_kernel_attach_qcow2(vblk, k, errp);
+	else
 		ret = sluice_kdp_set_backend(k->kdp, k->img_fd, vblk->capacity, vblk->readonly, k->name,
 					     vblk->serial, errp);
-	}
 	if (ret)
 		goto err_free;
 	for (i = 0; i < vblk->nr_queues; i++) {
@@ -174,6 +416,8 @@ void sluice_vblk_kernel_stop(struct sluice_vblk *vblk)
 {
 	struct vblk_kernel *k = vblk->kernel;
 	unsigned int i;
+
+	vblk_kernel_wait_upcalls(k);	/* forwarded requests being served finish first */
 
 	for (i = 0; i < vblk->nr_queues; i++) {
 		if (!k->queue_started[i])
