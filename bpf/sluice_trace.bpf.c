@@ -168,6 +168,7 @@ struct trace_req {
 	__u32 raw_op;
 	__u8 dataplane;
 	__u8 op;
+	__u8 fallback;		/* enum sluice_trace_fallback */
 };
 
 static __always_inline void hist_account(const struct trace_req *r)
@@ -225,7 +226,7 @@ static __always_inline void snoop_emit(const struct trace_req *r)
 	e->raw_op = r->raw_op;
 	e->dataplane = r->dataplane;
 	e->op = r->op;
-	e->fallback = SLUICE_TRACE_FB_NONE;
+	e->fallback = r->fallback;
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 	e->disk[0] = '\0';
 	if (r->kdisk)
@@ -264,8 +265,23 @@ static __always_inline __u8 virtio_op(__u32 type)
 	}
 }
 
+/* The module's forward reasons (SLUICE_BLK_FWD_*) to enum sluice_trace_fallback. */
+static __always_inline __u8 fallback_reason(__u8 fwd)
+{
+	switch (fwd) {
+	case 0:
+		return SLUICE_TRACE_FB_NONE;
+	case 1:
+		return SLUICE_TRACE_FB_ALLOC;	/* unmapped: unallocated, backing file, zero, compressed */
+	case 2:
+		return SLUICE_TRACE_FB_COW;
+	default:
+		return SLUICE_TRACE_FB_OTHER;	/* split across host extents, metadata operations */
+	}
+}
+
 static __always_inline int kernel_done(const char *disk, __u32 queue, __u32 type, __u64 sector,
-				       __u32 bytes, __u8 status, __u64 latency_ns)
+				       __u32 bytes, __u8 status, __u64 latency_ns, __u8 fwd)
 {
 	struct trace_req r = {
 		.kdisk = disk,
@@ -275,8 +291,9 @@ static __always_inline int kernel_done(const char *disk, __u32 queue, __u32 type
 		.queue = queue,
 		.status = status,
 		.raw_op = type,
-		.dataplane = SLUICE_TRACE_DP_KERNEL,
+		.dataplane = fwd ? SLUICE_TRACE_DP_FALLBACK : SLUICE_TRACE_DP_KERNEL,
 		.op = virtio_op(type),
+		.fallback = fallback_reason(fwd),
 	};
 
 	req_account(&r);
@@ -290,16 +307,16 @@ static __always_inline int kernel_done(const char *disk, __u32 queue, __u32 type
  */
 SEC("tp_btf/req_done")
 int BPF_PROG(kernel_done_btf, const char *disk, u32 queue, u16 head, u32 op, u64 sector, u32 bytes,
-	     u8 status, u64 latency_ns)
+	     u8 status, u64 latency_ns, u8 fallback)
 {
-	return kernel_done(disk, queue, op, sector, bytes, status, latency_ns);
+	return kernel_done(disk, queue, op, sector, bytes, status, latency_ns, fallback);
 }
 
 SEC("raw_tp/req_done")
 int BPF_PROG(kernel_done_raw, const char *disk, u32 queue, u16 head, u32 op, u64 sector, u32 bytes,
-	     u8 status, u64 latency_ns)
+	     u8 status, u64 latency_ns, u8 fallback)
 {
-	return kernel_done(disk, queue, op, sector, bytes, status, latency_ns);
+	return kernel_done(disk, queue, op, sector, bytes, status, latency_ns, fallback);
 }
 
 /* ---- user dataplane: USDT sluice:blk_req_start / blk_req_done (user/block/block-backend.c) ---- */

@@ -24,7 +24,6 @@
 #define SYS_MODULE	"/sys/module/sluice_blk"
 #define VMLINUX_BTF	"/sys/kernel/btf/vmlinux"
 #define MODULE_BTF	"/sys/kernel/btf/sluice_blk"
-#define FALLBACK_WHY	"not available yet: sluice_blk.ko has no upcall ring (kernel->user forwarding)"
 
 enum command { CMD_NONE, CMD_EXITS, CMD_LATENCY, CMD_SNOOP };
 enum attach_mode { ATTACH_AUTO, ATTACH_TP_BTF, ATTACH_RAW_TP };
@@ -76,7 +75,8 @@ static const char doc[] =
 "  latency  log2 histograms of virtio-blk request latency by dataplane:\n"
 "           kernel (sluice_blk.ko, tracepoint sluice_blk:req_done), user (the\n"
 "           block layer, USDT sluice:blk_req_start/done) and kernel->user\n"
-"           fallback (not available yet). Printed every INTERVAL seconds\n"
+"           fallback (qcow2 requests sluice_blk.ko forwarded to userspace,\n"
+"           from the same tracepoint). Printed every INTERVAL seconds\n"
 "           (COUNT times), else once at the end: Ctrl-C, or COMMAND or -p's\n"
 "           process exited.\n"
 "  snoop    a line per completed request: time, disk, queue, op, sector,\n"
@@ -913,7 +913,12 @@ static void print_dataplanes_json(const struct plan *p, const struct trace_hists
 		trace_json_str(stdout, p->user_why);
 		printf("}");
 	}
-	printf(", \"kernel->user\": {\"traced\": false, \"reason\": \"%s\"}}", FALLBACK_WHY);
+	/* Forwarded requests are completed by the module: traced with the kernel dataplane. */
+	printf(", \"kernel->user\": {\"traced\": %s", p->kernel ? "true" : "false");
+	if (p->kernel)
+		printf(", \"requests\": %llu}}", trace_hists_total(s, SLUICE_TRACE_DP_FALLBACK));
+	else
+		printf(", \"reason\": \"the kernel dataplane is not traced\"}}");
 }
 
 static void print_report(struct sluice_trace_bpf *skel, const struct plan *p,
@@ -949,8 +954,8 @@ static void print_report(struct sluice_trace_bpf *skel, const struct plan *p,
 		strftime(buf, sizeof(buf), "%H:%M:%S", localtime_r(&t, &tm));
 		printf("%s\n", buf);
 	}
-	for (dp = 0; dp < SLUICE_TRACE_DP_FALLBACK; dp++) {
-		int traced = dp == SLUICE_TRACE_DP_KERNEL ? p->kernel : p->user, any = 0;
+	for (dp = 0; dp < SLUICE_TRACE_DP_MAX; dp++) {
+		int traced = dp == SLUICE_TRACE_DP_USER ? p->user : p->kernel, any = 0;
 
 		if (!traced)
 			continue;
@@ -964,7 +969,6 @@ static void print_report(struct sluice_trace_bpf *skel, const struct plan *p,
 		if (!any)
 			printf("%s: no requests\n\n", trace_dataplane_name(dp));
 	}
-	printf("%s: %s\n", trace_dataplane_name(SLUICE_TRACE_DP_FALLBACK), FALLBACK_WHY);
 	print_lost_text(cnt);
 	fflush(stdout);
 }
@@ -1073,7 +1077,9 @@ static int write_plot(FILE *f, const struct plan *p, const struct trace_hists *s
 				      trace_hists_total(s, SLUICE_TRACE_DP_USER));
 	else
 		n += (size_t)snprintf(sub + n, sizeof(sub) - n, "not traced");
-	snprintf(sub + n, sizeof(sub) - n, "; kernel->user fallback: not available yet");
+	if (p->kernel)
+		snprintf(sub + n, sizeof(sub) - n, "; kernel->user fallback: %llu requests",
+			 trace_hists_total(s, SLUICE_TRACE_DP_FALLBACK));
 	err = trace_plot_svg(f, s, &env.split, unit_name(), "sluice-trace latency", sub);
 	if (fclose(f) || err) {
 		fprintf(stderr, "sluice-trace: --plot %s: write error\n", env.plot);

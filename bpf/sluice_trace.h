@@ -28,7 +28,7 @@
 enum sluice_trace_dataplane {
 	SLUICE_TRACE_DP_KERNEL = 0,	/* sluice_blk:req_done */
 	SLUICE_TRACE_DP_USER = 1,	/* USDT sluice:blk_req_start / blk_req_done */
-	SLUICE_TRACE_DP_FALLBACK = 2,	/* kernel -> user upcall (not produced yet) */
+	SLUICE_TRACE_DP_FALLBACK = 2,	/* kernel -> user upcall: sluice_blk:req_done with fallback != 0 */
 	SLUICE_TRACE_DP_MAX,
 };
 

@@ -50,6 +50,7 @@ struct sluice_blk_req {
 	bool direct;
 	s8 ext_gen;			/* extent generation pinned while in flight, or -1 */
 	u32 fwd_id;			/* id on the upcall ring while forwarded */
+	u8 fwd_reason;			/* SLUICE_BLK_FWD_* once forwarded, else 0 */
 	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full */
 	struct sluice_blk_upcall_req *fwd_rec;	/* the record to forward (kmalloc'd) */
 	ktime_t start;

@@ -333,6 +333,7 @@ void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct slu
 
 	if (!disk->req_ring || n > SLUICE_BLK_UPCALL_MAX_SEGS)
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
+	req->fwd_reason = reason;
 	rec = kzalloc(sizeof(*rec), GFP_KERNEL);
 	if (!rec)
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);

@@ -145,7 +145,7 @@ static void sluice_blk_reap(struct sluice_blk_queue *q)
 			atomic64_add(req->data_len, &q->bytes_written);
 		trace_req_done(q->disk->name, q->index, req->head, req->type, req->sector,
 			       req->data_len, req->status_val,
-			       ktime_to_ns(ktime_sub(ktime_get(), req->start)));
+			       ktime_to_ns(ktime_sub(ktime_get(), req->start)), req->fwd_reason);
 		kfree(req);
 		atomic_dec(&q->inflight);
 	}

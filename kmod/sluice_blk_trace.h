@@ -38,11 +38,14 @@ TRACE_EVENT(req_start,
 		  (unsigned long long)__entry->sector, __entry->bytes)
 );
 
-/* A request's used-ring entry was written; @status is the virtio-blk status byte. */
+/*
+ * A request's used-ring entry was written; @status is the virtio-blk status byte,
+ * @fallback the reason it was forwarded to userspace (SLUICE_BLK_FWD_*), 0 if the kernel served it.
+ */
 TRACE_EVENT(req_done,
 	TP_PROTO(const char *disk, u32 queue, u16 desc_head, u32 op, u64 sector, u32 bytes, u8 status,
-		 u64 latency_ns),
-	TP_ARGS(disk, queue, desc_head, op, sector, bytes, status, latency_ns),
+		 u64 latency_ns, u8 fallback),
+	TP_ARGS(disk, queue, desc_head, op, sector, bytes, status, latency_ns, fallback),
 	TP_STRUCT__entry(
 		__string(disk, disk)
 		__field(u32, queue)
@@ -52,6 +55,7 @@ TRACE_EVENT(req_done,
 		__field(u32, bytes)
 		__field(u8, status)
 		__field(u64, latency_ns)
+		__field(u8, fallback)
 	),
 	TP_fast_assign(
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 10, 0)
@@ -66,11 +70,12 @@ TRACE_EVENT(req_done,
 		__entry->bytes = bytes;
 		__entry->status = status;
 		__entry->latency_ns = latency_ns;
+		__entry->fallback = fallback;
 	),
-	TP_printk("disk=%s queue=%u head=%u op=%u sector=%llu bytes=%u status=%u latency_ns=%llu",
+	TP_printk("disk=%s queue=%u head=%u op=%u sector=%llu bytes=%u status=%u latency_ns=%llu fallback=%u",
 		  __get_str(disk), __entry->queue, __entry->head, __entry->op,
 		  (unsigned long long)__entry->sector, __entry->bytes, __entry->status,
-		  (unsigned long long)__entry->latency_ns)
+		  (unsigned long long)__entry->latency_ns, __entry->fallback)
 );
 
 #endif /* _SLUICE_BLK_TRACE_H */

@@ -104,7 +104,7 @@ text_report() {
 		grep -q '^kernel, queue 0, op write: 1 request,' "$WORK/text.txt" &&
 		grep -q '^user, queue -, op read: 1 request,' "$WORK/text.txt" &&
 		grep -q '^ *usecs : count *distribution' "$WORK/text.txt" &&
-		grep -q '^kernel->user: not available yet' "$WORK/text.txt"
+		grep -q '^kernel->user: no requests' "$WORK/text.txt"
 }
 
 ktap_plan 11
