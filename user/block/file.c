@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* file.c - the "file" protocol driver: host regular files and block devices through io_uring or the thread pool. */
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
@@ -121,6 +122,16 @@ static int coroutine_fn file_co_rw_once(struct file_state *s, bool write, uint64
 	struct file_uring_req r = { .req.cb = file_uring_cb };
 	struct io_uring_sqe *sqe;
 
+	if (s->in_memory && !s->direct) {
+		/*
+		 * tmpfs and ramfs have no disk to wait for (RWF_NOWAIT is refused
+		 * there on some kernels): a ring round trip would only add latency.
+		 */
+		ssize_t n = write ? pwritev2(s->fd, iov, niov, offset, rw_flags)
+				  : preadv2(s->fd, iov, niov, offset, 0);
+
+		return n < 0 ? -errno : (int)MIN(n, (ssize_t)INT_MAX);
+	}
 	if (s->use_threads) {
 		struct file_pool_req pr = {
 			.fd = s->fd, .op = write ? FILE_OP_WRITE : FILE_OP_READ,
@@ -178,42 +189,6 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 			goto out;
 		}
 		cur = slice;
-	}
-	if (s->in_memory && !s->direct) {
-		/*
-		 * tmpfs and ramfs have no disk to wait for (RWF_NOWAIT is refused
-		 * there on some kernels): a ring round trip would only add latency.
-		 */
-		while (done < bytes) {
-			ssize_t n;
-
-			if (done) {
-				ncur = sluice_iov_slice(slice, MAX(niov, FILE_IOV_MAX), iov, niov, done,
-							bytes - done);
-				if (ncur < 0) {
-					ret = -EINVAL;
-					goto out;
-				}
-				cur = slice;
-			}
-			n = write ? pwritev2(s->fd, cur, ncur, offset + done, rw_flags)
-				  : preadv2(s->fd, cur, ncur, offset + done, 0);
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n < 0) {
-				ret = -errno;
-				goto out;
-			}
-			if (n == 0) {
-				if (write) {
-					ret = -EIO;
-					goto out;
-				}
-				goto eof;
-			}
-			done += n;
-		}
-		goto out;
 	}
 	if (!s->direct && !*broken && !rw_flags) {
 		ssize_t n = write ? pwritev2(s->fd, cur, ncur, offset, RWF_NOWAIT)
