@@ -59,7 +59,7 @@ readonly_drive() {
 control_and_queue_move() {
 	local img sock=$WORK/ctl.sock moves=0 pid q st want
 	img=$(mkdisk ctl)
-	timeout -k 5 300 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:40" \
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:40" \
 		--cpus 1 --iothread id=io0 --iothread id=io1 --control "$sock" \
 		--drive file="$img",format=raw,id=d0,queues=1,iothread=io0 \
 		>"$WORK/ctl.out" 2>"$WORK/ctl.err" </dev/null &

@@ -38,7 +38,7 @@ kernel_two_drives_two_queues_mixed() {
 kernel_counters_and_cpu_knob() {
 	local img sock=$WORK/k3.sock pid st q0=/sys/class/sluice_blk/kc/queues/0 wpid cpus moves=0 c=0
 	img=$(mkdisk k3)
-	timeout -k 5 300 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:30" \
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:30" \
 		--cpus 1 --control "$sock" --drive file="$img",format=raw,id=kc,queues=1,dataplane=kernel \
 		>"$WORK/k3.out" 2>"$WORK/k3.err" </dev/null &
 	pid=$!
@@ -113,7 +113,7 @@ kernel_qcow2_counters() {
 	local base over=$WORK/kl.qcow2 pid st d=/sys/class/sluice_blk/kl hits=0 fb=0 ext=0 h f e
 	base=$(mkdisk klbase)
 	qemu-img create -q -f qcow2 -b "$base" -F raw "$over" || return 1
-	timeout -k 5 300 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:20" \
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:20" \
 		--cpus 1 --drive file="$over",format=qcow2,id=kl,queues=1,dataplane=kernel \
 		>"$WORK/kl.out" 2>"$WORK/kl.err" </dev/null &
 	pid=$!

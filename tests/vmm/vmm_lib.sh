@@ -27,7 +27,7 @@ mkdisk() {
 boot() {
 	local name=$1 extra=$2
 	shift 2
-	timeout -k 5 300 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
 		>"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null
 	echo $? >"$WORK/$name.rc"
 }
