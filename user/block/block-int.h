@@ -26,17 +26,7 @@ void sluice_bds_wake_drain(struct sluice_bds *bs);
 void sluice_bds_inc_in_flight(struct sluice_bds *bs);
 void sluice_bds_dec_in_flight(struct sluice_bds *bs);
 
-/* iovec helpers (pure, any thread). */
-size_t sluice_iov_size(const struct iovec *iov, int niov);
-size_t sluice_iov_to_buf(const struct iovec *iov, int niov, size_t skip, void *buf, size_t n);
-size_t sluice_iov_from_buf(const struct iovec *iov, int niov, size_t skip, const void *buf, size_t n);
-size_t sluice_iov_memset(const struct iovec *iov, int niov, size_t skip, int c, size_t n);
-/*
- * Copy the part of @iov from byte @skip on, @n bytes, into @dst (at most
- * @dst_max entries).  Returns the number of entries used, or -EINVAL if it
- * does not fit.
- */
-int sluice_iov_slice(struct iovec *dst, int dst_max, const struct iovec *iov, int niov,
-		     size_t skip, size_t n);
+/* iovec helpers: iov.h (public, the VMM uses them too). */
+#include "iov.h"
 
 #endif /* SLUICE_BLOCK_INT_H */

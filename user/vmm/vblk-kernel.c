@@ -16,6 +16,7 @@
 #include "block.h"
 #include "coroutine.h"
 #include "iothread.h"
+#include "iov.h"
 #include "kdp.h"
 #include "qcow2.h"
 #include "virtio-blk.h"
@@ -86,18 +87,14 @@ static uint8_t coroutine_fn vblk_kernel_co_discard(struct sluice_vblk *vblk, uin
 {
 	struct virtio_blk_discard_write_zeroes seg[SLUICE_VBLK_MAX_DWZ_SEG];
 	struct vblk_kernel *k = vblk->kernel;
-	uint32_t i, nseg = len / sizeof(seg[0]), done = 0;
+	uint32_t i, nseg = len / sizeof(seg[0]);
 
 	if (vblk->readonly)
 		return VIRTIO_BLK_S_IOERR;
 	if (!len || len % sizeof(seg[0]) || nseg > SLUICE_VBLK_MAX_DWZ_SEG)
 		return VIRTIO_BLK_S_UNSUPP;
-	for (i = 0; i < n && done < len; i++) {
-		uint32_t c = MIN((uint32_t)iov[i].iov_len, len - done);
-
-		memcpy((uint8_t *)seg + done, iov[i].iov_base, c);
-		done += c;
-	}
+	if (sluice_iov_to_buf(iov, (int)n, 0, seg, len) != len)
+		return VIRTIO_BLK_S_IOERR;
 	for (i = 0; i < nseg; i++) {
 		uint64_t off = le64toh(seg[i].sector) << 9, bytes = (uint64_t)le32toh(seg[i].num_sectors) << 9;
 		uint32_t flags = le32toh(seg[i].flags);

@@ -15,6 +15,7 @@
 #include "block.h"
 #include "coroutine.h"
 #include "iothread.h"
+#include "iov.h"
 #include "virtio-blk.h"
 #include "vmm.h"
 
@@ -193,41 +194,6 @@ err_free:
 
 /* ---- the request engine (serving thread) ---- */
 
-/* Copy up to @len bytes from @iov (starting @skip bytes in) to @buf; returns the bytes copied. */
-static size_t iov_to_buf(const struct iovec *iov, int niov, size_t skip, void *buf, size_t len)
-{
-	size_t done = 0;
-	int i;
-
-	for (i = 0; i < niov && done < len; i++) {
-		size_t n;
-
-		if (skip >= iov[i].iov_len) {
-			skip -= iov[i].iov_len;
-			continue;
-		}
-		n = MIN(iov[i].iov_len - skip, len - done);
-		memcpy((uint8_t *)buf + done, (uint8_t *)iov[i].iov_base + skip, n);
-		done += n;
-		skip = 0;
-	}
-	return done;
-}
-
-static size_t buf_to_iov(const struct iovec *iov, int niov, const void *buf, size_t len)
-{
-	size_t done = 0;
-	int i;
-
-	for (i = 0; i < niov && done < len; i++) {
-		size_t n = MIN(iov[i].iov_len, len - done);
-
-		memcpy(iov[i].iov_base, (const uint8_t *)buf + done, n);
-		done += n;
-	}
-	return done;
-}
-
 static void *gmem_to_hva(void *opaque, uint64_t gpa, uint64_t len)
 {
 	return sluice_gpa_to_hva(opaque, gpa, len);
@@ -283,7 +249,7 @@ static uint8_t coroutine_fn vblk_co_dwz(struct sluice_vblk_req *req, bool zeroes
 		uint64_t sector, bytes;
 		uint32_t flags;
 
-		iov_to_buf(req->iov, req->nout, i * sizeof(r), &r, sizeof(r));
+		sluice_iov_to_buf(req->iov, req->nout, i * sizeof(r), &r, sizeof(r));
 		sector = le64toh(r.sector);
 		bytes = (uint64_t)le32toh(r.num_sectors) << SECTOR_SHIFT;
 		flags = le32toh(r.flags);
@@ -344,7 +310,7 @@ static void coroutine_fn vblk_co_req(void *opaque)
 			status = VIRTIO_BLK_S_IOERR;
 		break;
 	case VIRTIO_BLK_T_GET_ID:
-		req->in_len += buf_to_iov(req->iov + req->nout, req->nin, vblk->serial,
+		req->in_len += sluice_iov_from_buf(req->iov + req->nout, req->nin, 0, vblk->serial,
 					  MIN(sizeof(vblk->serial), req->in_data_len));
 		break;
 	case VIRTIO_BLK_T_DISCARD:
