@@ -39,6 +39,7 @@ struct sluice_blk {
 	unsigned int refcnt;		/* main thread */
 	unsigned int in_flight;		/* atomic: requests of this backend, parked ones included */
 	unsigned int active;		/* atomic: in_flight minus the parked ones */
+	bool multiqueue;		/* every node's driver is multiqueue: no hop to the root's ctx */
 	/*
 	 * Parked requests.  The requests park in the root's ctx thread and
 	 * drained_end restarts them from the main thread, so a plain mutex
@@ -47,6 +48,14 @@ struct sluice_blk {
 	pthread_mutex_t wait_lock;
 	struct blk_waiter *waiters;	/* under wait_lock, LIFO */
 };
+
+/* Main thread: can requests run in any ctx below @bs (its file and backing chains)? */
+static bool graph_multiqueue(struct sluice_bds *bs)
+{
+	if (!bs)
+		return true;
+	return bs->drv->multiqueue && graph_multiqueue(bs->file) && graph_multiqueue(bs->backing);
+}
 
 /* Main thread. */
 struct sluice_blk *sluice_blk_new_open(const char *filename, const char *fmt, int flags, char **errp)
@@ -59,6 +68,7 @@ struct sluice_blk *sluice_blk_new_open(const char *filename, const char *fmt, in
 	blk = g_new0(struct sluice_blk, 1);
 	blk->root = bs;
 	blk->refcnt = 1;
+	blk->multiqueue = graph_multiqueue(bs);
 	pthread_mutex_init(&blk->wait_lock, NULL);
 	bs->blk = blk;
 	return blk;
@@ -165,10 +175,11 @@ static void coroutine_fn blk_co_wait_while_drained(struct sluice_blk *blk)
 }
 
 /*
- * Coroutine, any ctx: move to the root's ctx thread and wait for any
- * drained section to end; on return the request counts in the root's
- * in_flight, so a drain that starts now waits for it.  Returns the ctx the
- * caller ran in (to go back to).
+ * Coroutine, any ctx: move to the root's ctx thread (unless the graph is
+ * multiqueue: then the request stays in the caller's ctx and uses its
+ * io_uring) and wait for any drained section to end; on return the request
+ * counts in the root's in_flight, so a drain that starts now waits for it.
+ * Returns the ctx the caller ran in (to go back to).
  */
 static struct sluice_aio_ctx *coroutine_fn blk_co_begin(struct sluice_blk *blk)
 {
@@ -177,7 +188,7 @@ static struct sluice_aio_ctx *coroutine_fn blk_co_begin(struct sluice_blk *blk)
 	for (;;) {
 		struct sluice_aio_ctx *ctx = __atomic_load_n(&blk->root->ctx, __ATOMIC_SEQ_CST);
 
-		if (ctx != sluice_aio_current()) {
+		if (!blk->multiqueue && ctx != sluice_aio_current()) {
 			sluice_co_move_to(ctx);
 			continue;
 		}

@@ -46,16 +46,20 @@ __attribute__((constructor)) static void block_init(void)
 /* Main thread. */
 struct sluice_aio_ctx *sluice_block_main_ctx(void)
 {
+	struct sluice_aio_ctx *ctx;
+
 	if (main_ctx)
 		return main_ctx;
-	main_ctx = sluice_aio_current();
-	if (!main_ctx) {
-		main_ctx = sluice_aio_ctx_new("main", 0);
-		if (!main_ctx)
+	ctx = sluice_aio_current();
+	if (!ctx) {
+		ctx = sluice_aio_ctx_new("main", 0);
+		if (!ctx)
 			return NULL;
-		sluice_aio_ctx_set_current(main_ctx);
+		sluice_aio_ctx_set_current(ctx);
 	}
-	return main_ctx;
+	/* Read by sluice_bds_wake_drain() on any thread. */
+	__atomic_store_n(&main_ctx, ctx, __ATOMIC_RELEASE);
+	return ctx;
 }
 
 /* ---- iovec helpers (pure) ---- */
@@ -341,12 +345,27 @@ void sluice_bds_inc_in_flight(struct sluice_bds *bs)
 	__atomic_add_fetch(&bs->in_flight, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Any thread: a quiesced node became idle; takes drain_lock briefly. */
+/* Home thread of a ctx (one-shot BH): nothing; its running ends a drainer's poll iteration. */
+static void drain_kick_bh(void *opaque)
+{
+}
+
+/*
+ * Any thread: a quiesced node became idle; takes drain_lock briefly.  A
+ * drainer may poll the node's ctx or the main ctx (requests of a
+ * multiqueue backend finish in any ctx): a BH, unlike a bare notify, is
+ * work that its poll cannot miss between its busy check and its sleep.
+ */
 void sluice_bds_wake_drain(struct sluice_bds *bs)
 {
+	struct sluice_aio_ctx *ctx, *main = __atomic_load_n(&main_ctx, __ATOMIC_ACQUIRE);
+
 	if (!__atomic_load_n(&bs->quiesce_counter, __ATOMIC_SEQ_CST))
 		return;
-	sluice_aio_notify(__atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST));
+	ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST);
+	sluice_aio_bh_oneshot(ctx, drain_kick_bh, NULL);
+	if (main && main != ctx)
+		sluice_aio_bh_oneshot(main, drain_kick_bh, NULL);
 	pthread_mutex_lock(&drain_lock);
 	pthread_cond_broadcast(&drain_cond);
 	pthread_mutex_unlock(&drain_lock);
@@ -377,17 +396,22 @@ static bool bds_busy(struct sluice_bds *bs)
 /* Main thread or @bs's home thread, not a coroutine. */
 void sluice_bds_drained_begin(struct sluice_bds *bs)
 {
-	struct sluice_aio_ctx *ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST);
+	struct sluice_aio_ctx *ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST), *cur;
 	struct sluice_bds *c;
 
 	for (c = bs; c; c = c->file)
 		__atomic_add_fetch(&c->quiesce_counter, 1, __ATOMIC_SEQ_CST);
 
-	if (sluice_aio_current() == ctx) {
-		SLUICE_AIO_WAIT_WHILE(ctx, bds_busy(bs));
+	/*
+	 * The node's home thread, or the main thread (whose own ctx may run
+	 * requests of a multiqueue backend): poll until idle.
+	 */
+	cur = sluice_aio_current();
+	if (cur && (cur == ctx || cur == main_ctx)) {
+		SLUICE_AIO_WAIT_WHILE(cur, bds_busy(bs));
 		return;
 	}
-	/* Another thread runs the requests: sleep until the last one leaves. */
+	/* A thread that runs no requests: sleep until the last one leaves. */
 	pthread_mutex_lock(&drain_lock);
 	while (bds_busy(bs))
 		pthread_cond_wait(&drain_cond, &drain_lock);

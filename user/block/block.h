@@ -42,6 +42,12 @@ struct sluice_block_driver {
 	const char *format_name;
 	size_t instance_size;			/* bs->opaque is zeroed to this size */
 	bool is_protocol;			/* opens a filename; else opens a format over bs->file */
+	/*
+	 * Requests may run in any ctx at once (state thread-safe or per
+	 * request; io_uring of the ctx the request runs in): a backend whose
+	 * whole graph is multiqueue runs each request in its caller's ctx.
+	 */
+	bool multiqueue;
 
 	/* Main thread (or the node's ctx thread during creation); not a coroutine. */
 	int (*open)(struct sluice_bds *bs, const char *filename, int flags, char **errp);

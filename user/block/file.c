@@ -27,6 +27,7 @@
 /* Largest single-buffer transfer put in one SQE (its length field is 32 bits). */
 #define FILE_RW_MAX	(1u << 30)
 
+/* Set at open; the nowait_* fields change at run time from any ctx (atomics, relaxed). */
 struct file_state {
 	int fd;
 	bool is_bdev;
@@ -190,24 +191,25 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 		}
 		cur = slice;
 	}
-	if (!s->direct && !*broken && !rw_flags) {
+	if (!s->direct && !__atomic_load_n(broken, __ATOMIC_RELAXED) && !rw_flags) {
 		ssize_t n = write ? pwritev2(s->fd, cur, ncur, offset, RWF_NOWAIT)
 				  : preadv2(s->fd, cur, ncur, offset, RWF_NOWAIT);
 
 		if (n == (ssize_t)bytes) {
 			if (write)
-				s->nowait_write_misses = 0;
+				__atomic_store_n(&s->nowait_write_misses, 0, __ATOMIC_RELAXED);
 			goto out;
 		}
 		if (n > 0)
 			done = n;
 		else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
-			*broken = true;	/* EOPNOTSUPP and the like: take the ring */
+			__atomic_store_n(broken, true, __ATOMIC_RELAXED);	/* EOPNOTSUPP and the like */
 		else if (n == 0 && !write)
 			goto eof;
 		/* A filesystem that never writes without waiting: stop asking. */
-		if (write && n <= 0 && ++s->nowait_write_misses >= 64)
-			*broken = true;
+		if (write && n <= 0 &&
+		    __atomic_add_fetch(&s->nowait_write_misses, 1, __ATOMIC_RELAXED) >= 64)
+			__atomic_store_n(broken, true, __ATOMIC_RELAXED);
 	}
 	while (done < bytes) {
 		int n;
@@ -549,6 +551,7 @@ const struct sluice_block_driver sluice_bdrv_file = {
 	.format_name		= "file",
 	.instance_size		= sizeof(struct file_state),
 	.is_protocol		= true,
+	.multiqueue		= true,
 	.open			= file_open,
 	.close			= file_close,
 	.create			= file_create,

@@ -88,6 +88,7 @@ const struct sluice_block_driver sluice_bdrv_raw = {
 	.format_name		= "raw",
 	.instance_size		= 0,
 	.is_protocol		= false,
+	.multiqueue		= true,
 	.open			= raw_open,
 	.create			= raw_create,
 	.co_preadv		= raw_co_preadv,
