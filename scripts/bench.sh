@@ -161,10 +161,10 @@ lab_iops() {
 }
 
 bench_lab() {
-	local kernel initrd img qemu st
+	local kernel initrd img qemu st r
 	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
 		echo "== lab: running inside the lab VM =="
-		"$REPO/tests/lab/lab.sh" --timeout 1500 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh lab"
+		"$REPO/tests/lab/lab.sh" --timeout 2400 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh lab"
 		return $?
 	fi
 	echo "== lab: one guest, one 128 MiB raw image (cache=none), sluice (user dataplane) vs QEMU (virtio-blk-pci, IOThread, aio=io_uring) =="
@@ -176,23 +176,47 @@ bench_lab() {
 	LAB_MEM_MB=256
 	img=$SLUICE_LAB_SCRATCH/bench-lab.img
 	dd if=/dev/zero of="$img" bs=1M count=128 status=none
+	# The same command line for both (no sluice-only boot options).
 	local append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
-	lab_run sluice "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1
-	lab_run qemu "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
-		-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
-		-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
-		-device virtio-blk-pci,drive=d0,iothread=io0
-	read -r sb srss <"$LABW/sluice.res"
-	read -r qb qrss <"$LABW/qemu.res"
+	# RUNS rounds, the order alternating (S Q, Q S, S Q, ...) so that drifting load hurts both; medians.
+	for r in $(seq 1 "$RUNS"); do
+		local who
+		for who in $( [ $((r % 2)) -eq 1 ] && echo "sluice qemu" || echo "qemu sluice"); do
+			if [ "$who" = sluice ]; then
+				lab_run sluice$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" \
+					--append "$append" --cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 \
+					--drive file="$img",format=raw,cache=none,queues=1
+			else
+				lab_run qemu$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot \
+					-nodefaults -serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" \
+					-object iothread,id=io0 \
+					-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
+					-device virtio-blk-pci,drive=d0,iothread=io0
+			fi
+		done
+	done
+	# lab_med WHO FIELD|read|write [QD]: the median over the rounds of boot time (1), RSS (2) or IOPS.
+	lab_med() {
+		local who=$1 r
+		for r in $(seq 1 "$RUNS"); do
+			case $2 in
+			1|2) awk -v f="$2" '{ print $f }' "$LABW/$who$r.res" ;;
+			*) lab_iops "$who$r" "$2" "$3" ;;
+			esac
+		done | grep . | median
+	}
+	local sb srss qb qrss
+	sb=$(lab_med sluice 1); srss=$(lab_med sluice 2)
+	qb=$(lab_med qemu 1); qrss=$(lab_med qemu 2)
+	echo "(medians of $RUNS rounds per side)"
 	printf '%-28s %10s %10s %12s %8s %s\n' metric qemu sluice sluice/qemu target met
 	printf '%-28s %10s %10s %12s %8s %s\n' "boot to /init (s)" "$qb" "$sb" "$(ratio "$sb" "$qb")" "<=0.5" \
 		"$(awk -v r="$(ratio "$sb" "$qb")" 'BEGIN { print (r != "-" && r + 0 <= 0.5) ? "ok" : "MISS" }')"
 	for m in read write; do
 		for qd in 1 32; do
 			local s q
-			s=$(lab_iops sluice $m $qd)
-			q=$(lab_iops qemu $m $qd)
+			s=$(lab_med sluice $m $qd)
+			q=$(lab_med qemu $m $qd)
 			printf '%-28s %10s %10s %12s %8s %s\n' "4k rand $m QD$qd (IOPS)" "${q:--}" "${s:--}" \
 				"$(ratio "${s:-0}" "${q:-0}")" ">=1.0" "$(meets "$(ratio "${s:-0}" "${q:-0}")" 1.0)"
 		done
@@ -203,8 +227,12 @@ bench_lab() {
 	echo " tests/vmm/sluice-load.c, 4k O_DIRECT pread/pwrite from QD threads, 5 s per case over 64 MiB;"
 	echo " RSS: resident kB outside the guest-RAM mapping, max of 0.2 s samples)"
 	st=0
-	grep -q SLUICE-BLK-DONE "$LABW/sluice.out" || { echo "sluice run incomplete:"; tail -5 "$LABW/sluice.err"; st=1; }
-	grep -q SLUICE-BLK-DONE "$LABW/qemu.out" || { echo "qemu run incomplete:"; tail -5 "$LABW/qemu.err"; st=1; }
+	for r in $(seq 1 "$RUNS"); do
+		grep -q SLUICE-BLK-DONE "$LABW/sluice$r.out" ||
+			{ echo "sluice run $r incomplete:"; tail -5 "$LABW/sluice$r.err"; st=1; }
+		grep -q SLUICE-BLK-DONE "$LABW/qemu$r.out" ||
+			{ echo "qemu run $r incomplete:"; tail -5 "$LABW/qemu$r.err"; st=1; }
+	done
 	rm -rf "$LABW" "$img"
 	return $st
 }

@@ -84,50 +84,52 @@ int sluice_bzimage_check(const uint8_t *image, size_t len, uint64_t file_size, c
 	return 0;
 }
 
-static int read_file(const char *path, uint8_t **data, size_t *len, char *err, size_t errlen)
+/* Main thread: open @path (a regular file) read-only; its size in *@size. */
+static int open_file(const char *path, int *fd, uint64_t *size, char *err, size_t errlen)
 {
 	struct stat st;
+
+	*fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (*fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a regular file", path);
+		close(*fd);
+		*fd = -1;
+		return -EINVAL;
+	}
+	*size = st.st_size;
+	return 0;
+}
+
+/*
+ * Main thread: read @len bytes at @off of @fd straight into @dst (guest RAM:
+ * no bounce buffer, so the image never counts twice in sluice's memory).
+ */
+static int read_at(int fd, const char *path, void *dst, size_t len, uint64_t off, char *err, size_t errlen)
+{
 	size_t done = 0;
 	ssize_t n;
-	int fd, ret;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-		return ret;
-	}
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		ret = -EINVAL;
-		snprintf(err, errlen, "%s is not a regular file", path);
-		goto err_close;
-	}
-	*data = malloc(st.st_size ? st.st_size : 1);
-	if (!*data) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto err_close;
-	}
-	while (done < (size_t)st.st_size) {
-		n = read(fd, *data + done, st.st_size - done);
+	while (done < len) {
+		n = pread(fd, (uint8_t *)dst + done, len - done, off + done);
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n <= 0) {
-			ret = n < 0 ? -errno : -EIO;
+			int ret = n < 0 ? -errno : -EIO;
+
 			snprintf(err, errlen, "cannot read %s: %s", path, strerror(-ret));
-			goto err_free;
+			return ret;
 		}
 		done += n;
 	}
-	*len = done;
-	close(fd);
 	return 0;
-
-err_free:
-	free(*data);
-	*data = NULL;
-err_close:
-	close(fd);
-	return ret;
 }
+
+/* The setup code is at most 1 + 255 sectors: all the header checks need. */
+#define SETUP_MAX	(256 * 512)
 
 /*
  * Load @cfg->kernel (and initrd, cmdline) into guest memory, write the zero page and
@@ -136,8 +138,10 @@ err_close:
 int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char *err, size_t errlen)
 {
 	struct sluice_e820 map[SLUICE_E820_MAX];
-	uint8_t *image = NULL, *initrd = NULL;
-	size_t image_len, initrd_len = 0, setup_size, kernel_len, cmdline_len, hdr_len;
+	uint8_t *image = NULL;
+	uint64_t image_len, initrd_len = 0;
+	size_t head_len, setup_size, kernel_len, cmdline_len, hdr_len;
+	int kfd = -1, ifd = -1;
 	uint64_t load_addr, kernel_end, initrd_addr = 0, initrd_max;
 	struct boot_params *bp;
 	const char *why;
@@ -145,10 +149,20 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	void *dst;
 	int ret, n, i;
 
-	ret = read_file(cfg->kernel, &image, &image_len, err, errlen);
+	ret = open_file(cfg->kernel, &kfd, &image_len, err, errlen);
 	if (ret)
 		return ret;
-	ret = sluice_bzimage_check(image, image_len, image_len, &why);
+	head_len = image_len < SETUP_MAX ? image_len : SETUP_MAX;
+	image = malloc(head_len ? head_len : 1);
+	if (!image) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", cfg->kernel);
+		goto out_free;
+	}
+	ret = read_at(kfd, cfg->kernel, image, head_len, 0, err, errlen);
+	if (ret)
+		goto out_free;
+	ret = sluice_bzimage_check(image, head_len, image_len, &why);
 	if (ret) {
 		snprintf(err, errlen, "%s %s", cfg->kernel, why);
 		goto out_free;
@@ -175,7 +189,9 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 			 (unsigned long long)((kernel_end - load_addr) >> 20), (unsigned long long)load_addr);
 		goto out_free;
 	}
-	memcpy(dst, image + setup_size, kernel_len);
+	ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
+	if (ret)
+		goto out_free;
 
 	cmdline_len = strlen(cmdline);
 	if (cmdline_len + 1 > SLUICE_CMDLINE_MAX ||
@@ -188,7 +204,7 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	memcpy(sluice_gpa_to_hva(vm, SLUICE_CMDLINE_ADDR, cmdline_len + 1), cmdline, cmdline_len + 1);
 
 	if (cfg->initrd) {
-		ret = read_file(cfg->initrd, &initrd, &initrd_len, err, errlen);
+		ret = open_file(cfg->initrd, &ifd, &initrd_len, err, errlen);
 		if (ret)
 			goto out_free;
 		initrd_max = bp->hdr.initrd_addr_max ? bp->hdr.initrd_addr_max : 0x37ffffff;
@@ -196,12 +212,15 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 			initrd_max = vm->low_size - 1;
 		if (initrd_len > initrd_max + 1 || initrd_max + 1 - initrd_len < kernel_end) {
 			ret = -ENOMEM;
-			snprintf(err, errlen, "%s (%zu bytes) does not fit in guest memory below 0x%llx",
-				 cfg->initrd, initrd_len, (unsigned long long)initrd_max + 1);
+			snprintf(err, errlen, "%s (%llu bytes) does not fit in guest memory below 0x%llx",
+				 cfg->initrd, (unsigned long long)initrd_len, (unsigned long long)initrd_max + 1);
 			goto out_free;
 		}
 		initrd_addr = (initrd_max + 1 - initrd_len) & ~0xfffULL;
-		memcpy(sluice_gpa_to_hva(vm, initrd_addr, initrd_len), initrd, initrd_len);
+		ret = read_at(ifd, cfg->initrd, sluice_gpa_to_hva(vm, initrd_addr, initrd_len), initrd_len, 0,
+			      err, errlen);
+		if (ret)
+			goto out_free;
 	}
 
 	bp->hdr.vid_mode = 0xffff;		/* "normal" */
@@ -233,7 +252,10 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	vm->entry = load_addr + 0x200;
 	ret = 0;
 out_free:
-	free(initrd);
+	if (ifd >= 0)
+		close(ifd);
+	if (kfd >= 0)
+		close(kfd);
 	free(image);
 	return ret;
 }

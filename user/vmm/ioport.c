@@ -9,7 +9,6 @@
 
 #define PORT_KBD_DATA		0x60
 #define PORT_KBD_STATUS		0x64
-#define KBD_CMD_RESET		0xfe
 #define PORT_CMOS_INDEX		0x70
 #define PORT_CMOS_DATA		0x71
 #define PORT_POST		0x80
@@ -61,11 +60,8 @@ static void port_access(struct sluice_vcpu *vcpu, uint16_t port, bool is_write, 
 		sluice_serial_io(vm, port, is_write, data);
 		return;
 	}
-	if (port == PORT_KBD_STATUS) {
-		if (!is_write)
-			*data = 0;		/* input buffer empty: commands accepted */
-		else if (*data == KBD_CMD_RESET)
-			sluice_vm_request_exit(vm, 0, "guest reset (keyboard controller)");
+	if ((port == PORT_KBD_DATA || port == PORT_KBD_STATUS) && size == 1) {
+		sluice_i8042_io(vm, port, is_write, data);	/* i8042.c; 0xfe at 0x64 resets */
 		return;
 	}
 	if (port == PORT_SYSCTRL_A) {

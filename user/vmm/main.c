@@ -372,6 +372,7 @@ int main(int argc, char **argv)
 		}
 	}
 	sluice_serial_init(&vm, STDIN_FILENO, STDOUT_FILENO);
+	sluice_i8042_init(&vm);
 	ret = sluice_vcpus_create(&vm);
 	if (ret)
 		goto err_serial;
@@ -406,6 +407,7 @@ int main(int argc, char **argv)
 
 	sluice_vcpus_stop(&vm);
 	sluice_serial_exit(&vm);
+	sluice_i8042_exit(&vm);
 	if (tty_raw)
 		tcsetattr(vm.serial.in_fd, TCSANOW, &saved_tty);
 	sluice_vcpus_destroy(&vm);
@@ -421,6 +423,7 @@ err_vcpus:
 	sluice_vcpus_destroy(&vm);
 err_serial:
 	sluice_serial_exit(&vm);
+	sluice_i8042_exit(&vm);
 	sluice_control_free(control);
 err_devices:
 	devices_destroy(&cfg);

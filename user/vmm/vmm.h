@@ -85,6 +85,20 @@ struct sluice_serial {
 	pthread_t in_thread;
 };
 
+/* The i8042 keyboard controller (i8042.c); the fields are protected by @lock. */
+#define SLUICE_I8042_DATA	0x60
+#define SLUICE_I8042_CMD	0x64
+struct sluice_i8042 {
+	pthread_mutex_t lock;
+	uint8_t ctr;		/* controller configuration byte */
+	uint8_t outp;		/* output port */
+	uint8_t out;		/* output buffer */
+	bool out_full;
+	bool out_aux;
+	bool last_cmd;		/* the last write went to 0x64 */
+	uint8_t pending;	/* a command waiting for its parameter at 0x60, or 0 */
+};
+
 struct sluice_vm {
 	int kvm_fd;
 	int vm_fd;
@@ -102,6 +116,7 @@ struct sluice_vm {
 	uint64_t entry;		/* 64-bit entry point of the kernel */
 
 	struct sluice_serial serial;
+	struct sluice_i8042 i8042;
 	struct sluice_pci_bus *pci;
 
 	/* MSI routes (irq.c), under irq_lock: GSI SLUICE_MSI_GSI_BASE + i is msi[i] when msi_used[i]. */
@@ -156,6 +171,11 @@ int sluice_serial_init(struct sluice_vm *vm, int in_fd, int out_fd);
 int sluice_serial_start_input(struct sluice_vm *vm);
 void sluice_serial_exit(struct sluice_vm *vm);
 void sluice_serial_io(struct sluice_vm *vm, uint16_t port, bool is_write, uint8_t *data);
+
+/* i8042.c */
+void sluice_i8042_init(struct sluice_vm *vm);
+void sluice_i8042_exit(struct sluice_vm *vm);
+void sluice_i8042_io(struct sluice_vm *vm, uint16_t port, bool is_write, uint8_t *data);
 
 /* irq.c: MSI routes, irqfds and ioeventfds.  Any thread (they serialise on irq_lock / in KVM). */
 int sluice_irq_init(struct sluice_vm *vm);
