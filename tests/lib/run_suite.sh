@@ -20,9 +20,11 @@ for p in "$@"; do
 		printf '# %s: not found in %s or %s (not built?)\n' "$p" "$dir" "$bindir"
 		st=1
 	else
+		t0=$(date +%s)
 		(cd "$dir" && timeout -k 5 "$tmo" "$path" 2>&1) | sed -u 's/^/  /'
 		st=${PIPESTATUS[0]}
 		[ "$st" -eq 124 ] && printf '# %s: timed out after %ss\n' "$p" "$tmo"
+		printf '# %s: %d s\n' "$p" $(($(date +%s) - t0))
 	fi
 	case "$st" in
 	0) printf 'ok %d selftests: %s: %s\n' "$n" "$suite" "$p" ;;

@@ -23,13 +23,45 @@ mkdisk() {
 	echo "$img"
 }
 
+# A guest normally reaches its reboot in 10-20 s in the lab; one that runs longer has hung.
+GUEST_TIMEOUT=${SLUICE_GUEST_TIMEOUT:-240}
+
+# guest_wait PID NAME: wait for the sluice process PID; if it outlives $GUEST_TIMEOUT, write what its
+# threads are doing to $WORK/NAME.hang (shown by 'show'), kill it and record status 124.  Status in $WORK/NAME.rc.
+guest_wait() {
+	local pid=$1 name=$2 t st
+	for ((t = 0; t < GUEST_TIMEOUT * 10; t++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		{
+			echo "sluice (pid $pid) still running after ${GUEST_TIMEOUT}s; its threads:"
+			for t in /proc/"$pid"/task/*; do
+				echo "$(cat "$t/comm" 2>/dev/null) $(basename "$t"): $(cut -d' ' -f3 "$t/stat" 2>/dev/null)" \
+					"wchan=$(cat "$t/wchan" 2>/dev/null)"
+			done
+			command -v gdb >/dev/null && timeout 60 gdb -p "$pid" -batch -nx -ex 'thread apply all bt' 2>&1 |
+				grep -E '^(Thread|#)'
+		} >"$WORK/$name.hang" 2>&1
+		kill -9 "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+		st=124
+	else
+		wait "$pid"
+		st=$?
+	fi
+	echo "$st" >"$WORK/$name.rc"
+	return 0
+}
+
 # boot NAME APPEND-EXTRA [sluice options...]: run a guest to its reboot; output in $WORK/NAME.{out,err,rc}.
 boot() {
 	local name=$1 extra=$2
 	shift 2
-	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
-		>"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null
-	echo $? >"$WORK/$name.rc"
+	"$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
+		>"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
+	guest_wait $! "$name"
 }
 
 show() {
@@ -37,6 +69,8 @@ show() {
 	tr -d '\r' <"$WORK/$1.out" | tail -n 20
 	echo "--- stderr ---"
 	cat "$WORK/$1.err"
+	[ -f "$WORK/$1.hang" ] && cat "$WORK/$1.hang"
+	return 0
 }
 
 # lines NAME KEY: every "KEY: value" printed by the guest.

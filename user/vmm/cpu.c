@@ -47,14 +47,23 @@ static void vcpu_kick_handler(int sig)
 		current_run->immediate_exit = 1;
 }
 
+/* Main thread, before the vCPU first runs: its CPUID (KVM's supported set, adjusted per vCPU). */
 static int set_cpuid(struct sluice_vcpu *vcpu)
 {
 	struct sluice_vm *vm = vcpu->vm;
 	struct kvm_cpuid2 *cpuid;
+	bool tsc_deadline;
 	size_t size;
 	uint32_t i;
 	int ret = 0;
 
+	/*
+	 * KVM's in-kernel LAPIC emulates the TSC-deadline timer, but
+	 * KVM_GET_SUPPORTED_CPUID does not report it: advertise it when KVM
+	 * can, so that Linux need not calibrate the LAPIC timer against the PIT
+	 * at boot (slow, and unreliable when nested).
+	 */
+	tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	size = sizeof(*cpuid) + vm->cpuid->nent * sizeof(cpuid->entries[0]);
 	cpuid = malloc(size);
 	if (!cpuid)
@@ -69,6 +78,8 @@ static int set_cpuid(struct sluice_vcpu *vcpu)
 			e->ebx = (e->ebx & 0x0000ffff) | (vcpu->id << 24) |
 				 ((vm->nr_cpus & 0xff) << 16);
 			e->ecx |= 1U << 31;
+			if (tsc_deadline)
+				e->ecx |= 1U << 24;	/* TSC-deadline timer mode */
 			if (vm->nr_cpus > 1)
 				e->edx |= 1U << 28;	/* HTT: the count above is valid */
 			break;
@@ -306,10 +317,22 @@ static void handle_exit(struct sluice_vcpu *vcpu)
 	case KVM_EXIT_MMIO:
 		sluice_mmio_exit(vcpu);
 		break;
-	case KVM_EXIT_SHUTDOWN:
-		/* A triple fault: what a PC does then is reset. */
+	case KVM_EXIT_SHUTDOWN: {
+		struct kvm_regs regs;
+
+		/*
+		 * A triple fault: what a PC does then is reset.  Not a clean
+		 * reboot, though: say so (a guest that crashed this way prints
+		 * nothing itself).
+		 */
+		if (ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0)
+			fprintf(stderr, "sluice: vcpu %u: triple fault at rip 0x%llx, rsp 0x%llx; resetting\n",
+				vcpu->id, (unsigned long long)regs.rip, (unsigned long long)regs.rsp);
+		else
+			fprintf(stderr, "sluice: vcpu %u: triple fault; resetting\n", vcpu->id);
 		sluice_vm_request_exit(vcpu->vm, 0, "guest reset (triple fault on vcpu %u)", vcpu->id);
 		break;
+	}
 	case KVM_EXIT_HLT:
 		sluice_vm_request_exit(vcpu->vm, 0, "guest halted");
 		break;
