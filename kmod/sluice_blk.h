@@ -73,6 +73,7 @@ struct sluice_blk_queue {
 	bool enabled;
 	bool broken;			/* malformed chain seen: stopped until reset */
 	bool throttled;			/* stopped popping at num in flight (worker) */
+	bool fwd_closed;		/* under disk->fwd_lock: stopping, forward nothing more */
 
 	struct eventfd_ctx *kick, *call, *err;
 	struct file *kick_file;
@@ -105,7 +106,7 @@ struct sluice_blk_queue {
 /* One open of /dev/sluice-blk. */
 struct sluice_blk_disk {
 	struct mutex lock;		/* ioctls, sysfs registration */
-	struct mm_struct *mm;		/* owner's mm (mmgrab) */
+	struct mm_struct *mm;		/* owner's mm (mmget at SET_OWNER, mmput at release) */
 	struct task_struct *owner;
 	struct sluice_blk_memtable __rcu *mem;
 	u64 features;			/* accepted by the driver */

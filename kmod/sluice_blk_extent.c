@@ -349,18 +349,26 @@ void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct slu
 		rec->segs[i].write = dsegs[i].write;
 	}
 	req->fwd_rec = rec;
-	if (xa_alloc(&disk->fwd, &id, req, xa_limit_32b, GFP_KERNEL))
+
+	/*
+	 * Under fwd_lock from here: a queue stop cancels what is in the table
+	 * and closes the queue in one critical section, so a request is either
+	 * cancelled with the others or refused here, never half-forwarded.
+	 */
+	mutex_lock(&disk->fwd_lock);
+	if (q->fwd_closed || xa_alloc(&disk->fwd, &id, req, xa_limit_32b, GFP_KERNEL)) {
+		mutex_unlock(&disk->fwd_lock);
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
+	}
 	req->fwd_id = id;
 	atomic64_inc(&q->fallback);
-
-	mutex_lock(&disk->fwd_lock);
 	ret = list_empty(&disk->fwd_pending) ? sluice_blk_fwd_push(disk, req) : -ENOSPC;
 	if (ret == -ENOSPC)
 		list_add_tail(&req->fwd_node, &disk->fwd_pending);
+	else if (ret == -EFAULT)
+		xa_erase(&disk->fwd, id);
 	mutex_unlock(&disk->fwd_lock);
 	if (ret == -EFAULT) {
-		xa_erase(&disk->fwd, id);
 		sluice_blk_queue_break(q, "cannot write the upcall ring");
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
 	}
@@ -407,6 +415,8 @@ void sluice_blk_fwd_reap(struct sluice_blk_disk *disk)
 		}
 		sluice_blk_queue_complete(req);
 	}
+	/* The entries were read before their slots are given back; pairs with userspace's acquire of cons. */
+	smp_mb();
 	put_user(cons, &disk->done_ring->cons);
 	/* Room freed on the req ring: push what waited. */
 	list_for_each_entry_safe(req, tmp, &disk->fwd_pending, fwd_node) {
@@ -432,6 +442,9 @@ void sluice_blk_fwd_cancel(struct sluice_blk_disk *disk, struct sluice_blk_queue
 	unsigned long id;
 
 	mutex_lock(&disk->fwd_lock);
+	for (id = 0; id < SLUICE_BLK_MAX_QUEUES; id++)
+		if (!q || q == &disk->queues[id])
+			disk->queues[id].fwd_closed = true;	/* the worker forwards no more */
 	list_for_each_entry_safe(req, tmp, &disk->fwd_pending, fwd_node)
 		if (!q || req->q == q)
 			list_del(&req->fwd_node);

@@ -75,6 +75,16 @@ static void sluice_blk_reset(struct sluice_blk_disk *disk)
 		q->desc = q->avail = q->used = NULL;
 		q->last_avail = 0;
 		q->broken = false;
+		/* A reset disk starts counting afresh, as a new one would. */
+		atomic64_set(&q->completed, 0);
+		atomic64_set(&q->errors, 0);
+		atomic64_set(&q->unsupported, 0);
+		atomic64_set(&q->kicks, 0);
+		atomic64_set(&q->signals, 0);
+		atomic64_set(&q->bytes_read, 0);
+		atomic64_set(&q->bytes_written, 0);
+		atomic64_set(&q->buffered, 0);
+		atomic64_set(&q->fallback, 0);
 	}
 	sluice_blk_sysfs_del_disk(disk);
 	if (disk->backend)
@@ -95,7 +105,7 @@ static int sluice_blk_release(struct inode *inode, struct file *file)
 	sluice_blk_reset(disk);
 	mutex_unlock(&disk->lock);
 	if (disk->mm)
-		mmdrop(disk->mm);
+		mmput(disk->mm);	/* after the workers stopped: the last user may tear it down */
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++)
 		free_cpumask_var(disk->queues[i].cpus);
 	synchronize_rcu();	/* no one translates through the freed table any more */
@@ -296,7 +306,13 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 			return -EBUSY;
 		if (!current->mm)
 			return -EINVAL;
-		mmgrab(current->mm);
+		/*
+		 * A user reference, as vhost takes: the workers fault pages in
+		 * through this mm, so its address space must outlive them even
+		 * when the owner dies first (exit_mm runs before exit_files
+		 * closes this fd).  Dropped at release.
+		 */
+		mmget(current->mm);
 		disk->mm = current->mm;
 		return 0;
 	case SLUICE_BLK_GET_FEATURES:

@@ -336,6 +336,9 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 	q->used_idx = le16_to_cpu(v);
 	q->broken = false;
 	q->signalled_used_valid = false;
+	mutex_lock(&disk->fwd_lock);
+	q->fwd_closed = false;
+	mutex_unlock(&disk->fwd_lock);
 	t = kthread_create(sluice_blk_worker, q, "sluice-blk-%s/%u", disk->name, q->index);
 	if (IS_ERR(t))
 		return PTR_ERR(t);

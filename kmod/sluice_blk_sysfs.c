@@ -190,6 +190,12 @@ int sluice_blk_sysfs_add_queue(struct sluice_blk_queue *q)
 
 	if (q->kobj_added || !q->disk->queues_kobj)
 		return 0;
+	/*
+	 * A queue shown before a RESET had its kobject released (the release
+	 * is synchronous and frees nothing): start from a clean one, or
+	 * kobject_init() complains about an initialized object.
+	 */
+	memset(&q->kobj, 0, sizeof(q->kobj));
 	ret = kobject_init_and_add(&q->kobj, &sluice_blk_queue_ktype, q->disk->queues_kobj, "%u",
 				   q->index);
 	if (ret) {

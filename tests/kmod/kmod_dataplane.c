@@ -93,7 +93,8 @@ static uint64_t setup_capacity;
 static int (*setup_hook)(struct drv *d);
 
 /* Open and fully set up a disk with one queue; returns 0 or -errno (diagnosed). */
-static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_t flags)
+/* Everything after SET_OWNER: memory, features, backend, queue 0 (also after a RESET). */
+static int drv_config(struct drv *d, uint32_t flags)
 {
 	struct mem_table2 mt = { .t.nregions = 2 };
 	struct sluice_blk_backend b = { .flags = flags };
@@ -101,7 +102,43 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	struct sluice_blk_vring_addr addr = { .index = 0, .desc_gpa = DESC_GPA,
 					      .avail_gpa = AVAIL_GPA, .used_gpa = USED_GPA };
 	struct sluice_blk_vring_file f;
+	const char *name = d->name;
 
+	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)d->ram_a, 0 };
+	mt.r[1] = (struct sluice_blk_mem_region){ RAM_B_GPA, RAM_SIZE, (uintptr_t)d->ram_b, 0 };
+	b.fd = d->img;
+	b.capacity = setup_capacity;
+	snprintf(b.name, sizeof(b.name), "%s", name);
+	memcpy(b.serial, "sluice-serial-0001xy", 20);
+
+#define SETUP_IOCTL(req, arg)								\
+	do {										\
+		if (ioctl(d->fd, req, arg) < 0) {					\
+			ktap_diag("%s: %s: %s", name, #req, strerror(errno));		\
+			return -errno;							\
+		}									\
+	} while (0)
+	SETUP_IOCTL(SLUICE_BLK_SET_MEM_TABLE, &mt);
+	SETUP_IOCTL(SLUICE_BLK_SET_FEATURES, &d->features);
+	SETUP_IOCTL(SLUICE_BLK_SET_BACKEND, &b);
+	if (setup_hook && setup_hook(d))
+		return -EINVAL;
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_NUM, &num);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ADDR, &addr);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_BASE, &base);
+	f = (struct sluice_blk_vring_file){ 0, d->kick };
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_KICK, &f);
+	f.fd = d->call;
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_CALL, &f);
+	f.fd = d->err;
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ERR, &f);
+	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ENABLE, &en);
+#undef SETUP_IOCTL
+	return 0;
+}
+
+static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_t flags)
+{
 	memset(d, 0, sizeof(*d));
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->features = features;
@@ -120,37 +157,11 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	d->desc = gpa(d, DESC_GPA);
 	d->avail = gpa(d, AVAIL_GPA);
 	d->used = gpa(d, USED_GPA);
-	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)d->ram_a, 0 };
-	mt.r[1] = (struct sluice_blk_mem_region){ RAM_B_GPA, RAM_SIZE, (uintptr_t)d->ram_b, 0 };
-	b.fd = d->img;
-	b.capacity = setup_capacity;
-	snprintf(b.name, sizeof(b.name), "%s", name);
-	memcpy(b.serial, "sluice-serial-0001xy", 20);
-
-#define SETUP_IOCTL(req, arg)								\
-	do {										\
-		if (ioctl(d->fd, req, arg) < 0) {					\
-			ktap_diag("%s: %s: %s", name, #req, strerror(errno));		\
-			return -errno;							\
-		}									\
-	} while (0)
-	SETUP_IOCTL(SLUICE_BLK_SET_OWNER, NULL);
-	SETUP_IOCTL(SLUICE_BLK_SET_MEM_TABLE, &mt);
-	SETUP_IOCTL(SLUICE_BLK_SET_FEATURES, &d->features);
-	SETUP_IOCTL(SLUICE_BLK_SET_BACKEND, &b);
-	if (setup_hook && setup_hook(d))
-		return -EINVAL;
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_NUM, &num);
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ADDR, &addr);
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_BASE, &base);
-	f = (struct sluice_blk_vring_file){ 0, d->kick };
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_KICK, &f);
-	f.fd = d->call;
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_CALL, &f);
-	f.fd = d->err;
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ERR, &f);
-	SETUP_IOCTL(SLUICE_BLK_SET_VRING_ENABLE, &en);
-	return 0;
+	if (ioctl(d->fd, SLUICE_BLK_SET_OWNER, NULL) < 0) {
+		ktap_diag("%s: SLUICE_BLK_SET_OWNER: %s", name, strerror(errno));
+		return -errno;
+	}
+	return drv_config(d, flags);
 }
 
 static void drv_close(struct drv *d)
@@ -659,6 +670,64 @@ static enum ktap_result stop_and_restart(void)
 	return KTAP_PASS;
 }
 
+/* Is @needle in a kernel log record written since this test started (/dev/kmsg from the start)? */
+static bool kmsg_has(const char *needle)
+{
+	char rec[2048];
+	bool found = false;
+	ssize_t n;
+	int fd = open("/dev/kmsg", O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	while ((n = read(fd, rec, sizeof(rec) - 1)) != 0) {
+		if (n < 0) {
+			if (errno == EPIPE)
+				continue;	/* overwritten records: go on */
+			break;			/* EAGAIN: the end */
+		}
+		rec[n] = 0;
+		if (strstr(rec, needle))
+			found = true;
+	}
+	close(fd);
+	return found;
+}
+
+/* DRAIN waits for in-flight requests; RESET goes back to just after SET_OWNER; the disk then serves again. */
+static enum ktap_result reset_drain_and_reuse(void)
+{
+	char buf[64];
+	struct drv d;
+	int i;
+
+	KTAP_EXPECT(drv_setup(&d, "reset0", default_features(), 0) == 0, "setup");
+	for (i = 0; i < 8; i++)
+		drv_post(&d, drv_req(&d, i, VIRTIO_BLK_T_OUT, i * 8, 4096, false));
+	KTAP_EXPECT(drv_wait(&d, 8) == 8, "8 writes not served");
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_DRAIN, NULL));
+	KTAP_EXPECT(sysfs_read("reset0", "queues/0/inflight", buf, sizeof(buf)) == 0 && !strcmp(buf, "0"),
+		    "inflight after DRAIN: '%s'", buf);
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_RESET, NULL));
+	KTAP_EXPECT(access("/sys/class/sluice_blk/reset0", F_OK) < 0, "the disk is still in sysfs after RESET");
+	/* Still the owner, but not configured any more: a posted request is not served. */
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
+	usleep(200000);
+	KTAP_EXPECT(le16toh(d.used->idx) == 8, "a reset disk served a request");
+	memset(d.desc, 0, 4096);
+	memset(d.avail, 0, 4096);
+	memset(d.used, 0, 4096);
+	d.avail_idx = d.used_seen = 0;
+	KTAP_EXPECT(drv_config(&d, 0) == 0, "configure again after RESET");
+	for (i = 0; i < 4; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, i * 8, 4096, false) == VIRTIO_BLK_S_OK, "read after RESET");
+	KTAP_EXPECT(sysfs_read("reset0", "queues/0/completed", buf, sizeof(buf)) == 0 && atoi(buf) == 4,
+		    "queues/0/completed after reuse: '%s'", buf);
+	drv_close(&d);
+	KTAP_EXPECT(!kmsg_has("tried to init an initialized object"), "the kernel warned about a kobject");
+	return KTAP_PASS;
+}
+
 static int count_workers(void)
 {
 	struct dirent *e;
@@ -1107,7 +1176,7 @@ static int bench(int secs, unsigned int qd, bool write)
 static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(setup_rejects_bad_arguments), KTAP_CASE(not_owner_is_refused),
 	KTAP_CASE(rw_against_shadow), KTAP_CASE(flush_getid_discard_zeroes), KTAP_CASE(readonly_disk),
-	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart),
+	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart), KTAP_CASE(reset_drain_and_reuse),
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(extent_map_and_upcall),
