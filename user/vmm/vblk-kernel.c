@@ -39,6 +39,9 @@ struct vblk_kernel {
 	struct sluice_aio_ctx *ctx;	/* the image's ctx: upcalls are served there */
 	unsigned int upcalls;		/* atomic: upcall coroutines running */
 	uint64_t upcalls_served;	/* atomic */
+	/* The image's ctx only (upcall coroutines): see vblk_kernel_revoke_begin(). */
+	unsigned int revoking;		/* cluster changes running */
+	uint64_t map_gen;		/* bumped when one starts and when it ends */
 };
 
 #define VBLK_KERNEL_RING	256	/* upcall ring entries */
@@ -65,20 +68,67 @@ static void vblk_kernel_err_read(void *opaque)
 }
 
 /*
+ * Coroutine in the image's ctx.  Freeing clusters (discard, zeroes) or moving
+ * data away from them (COW of a shared cluster) must not race with the
+ * installs of concurrent forwarded requests: one that looked its clusters up
+ * before the change, and installs after the revoke, would hand the module a
+ * cluster about to be freed and reused.  A change runs between
+ * revoke_begin() and revoke_end(); an install is skipped while another change
+ * runs, or if one started or ended since the installing request began (the
+ * next miss forwards again and maps what is there then).  Returns the
+ * generation the changing request itself may install under.
+ */
+static uint64_t vblk_kernel_revoke_begin(struct vblk_kernel *k)
+{
+	k->revoking++;
+	return ++k->map_gen;
+}
+
+static void vblk_kernel_revoke_end(struct vblk_kernel *k)
+{
+	k->map_gen++;
+	k->revoking--;
+}
+
+/*
  * Coroutine in the image's ctx: after a forwarded read or write, hand the
  * clusters now allocated in [off, off + len) to the module, so the next
- * request there stays in the kernel.
+ * request there stays in the kernel.  @gen: k->map_gen when the request
+ * began (or what revoke_begin() returned, then @own = 1).
  */
-static void coroutine_fn vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len)
+static void coroutine_fn vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len,
+					    uint64_t gen, unsigned int own)
 {
 	struct vblk_kernel *k = vblk->kernel;
 	struct qcow2_extent ext[16];
 	int i, n;
 
 	n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, len, ext, 16);
+	/* No yield from here to the ioctls: the check stays true while they run. */
+	if (k->map_gen != gen || k->revoking != own)
+		return;
 	for (i = 0; i < n; i++)
 		sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
 			       ext[i].writable && !vblk->readonly);
+}
+
+/*
+ * Coroutine in the image's ctx: may a write of [off, off + len) copy a cluster
+ * the module may read in place (NORMAL but shared: not COPIED)?  Then that
+ * cluster's refcount drops and it may be freed: the write must revoke first.
+ */
+static bool coroutine_fn vblk_kernel_co_write_cows(struct sluice_vblk *vblk, uint64_t off, uint64_t len)
+{
+	struct qcow2_extent ext[16];
+	int i, n;
+
+	n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, len, ext, 16);
+	if (n < 0)
+		return true;
+	for (i = 0; i < n; i++)
+		if (!ext[i].writable)
+			return true;
+	return n == 16;		/* more runs than we looked at: assume the worst */
 }
 
 /* Coroutine in the image's ctx: DISCARD / WRITE_ZEROES ranges, each revoked in the module first. */
@@ -108,13 +158,17 @@ static uint8_t coroutine_fn vblk_kernel_co_discard(struct sluice_vblk *vblk, uin
 		if (!bytes)
 			continue;
 		/* The clusters may be freed or rewritten: no kernel request may use them any more. */
-		if (sluice_kdp_unmap(k->kdp, off, bytes))
+		vblk_kernel_revoke_begin(k);
+		if (sluice_kdp_unmap(k->kdp, off, bytes)) {
+			vblk_kernel_revoke_end(k);
 			return VIRTIO_BLK_S_IOERR;
+		}
 		if (type == VIRTIO_BLK_T_DISCARD)
 			ret = sluice_blk_co_pdiscard(vblk->blk, off, bytes);
 		else
 			ret = sluice_blk_co_pwrite_zeroes(vblk->blk, off, bytes,
 							  flags ? SLUICE_BDRV_REQ_MAY_UNMAP : 0);
+		vblk_kernel_revoke_end(k);
 		if (ret < 0 && !(type == VIRTIO_BLK_T_DISCARD && ret == -ENOTSUP))
 			return VIRTIO_BLK_S_IOERR;
 	}
@@ -130,10 +184,10 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 	struct sluice_blk_upcall_req *r = &u->rec;
 	struct sluice_blk_upcall_done *ring = (void *)(k->done_ring + 1);
 	struct iovec iov[SLUICE_BLK_UPCALL_MAX_SEGS];
-	uint64_t off = r->sector << 9, one = 1;
+	uint64_t off = r->sector << 9, one = 1, gen = k->map_gen;
 	uint32_t written = 1, prod;
 	uint8_t status = VIRTIO_BLK_S_IOERR;
-	unsigned int i, n = MIN(r->nsegs, SLUICE_BLK_UPCALL_MAX_SEGS);
+	unsigned int i, n = MIN(r->nsegs, SLUICE_BLK_UPCALL_MAX_SEGS), own = 0;
 
 	for (i = 0; i < n; i++) {
 		iov[i].iov_base = sluice_gpa_to_hva(vblk->vm, r->segs[i].gpa, r->segs[i].len);
@@ -147,13 +201,24 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 			break;
 		status = VIRTIO_BLK_S_OK;
 		written = r->data_len + 1;
-		vblk_kernel_co_map(vblk, off, r->data_len);
+		vblk_kernel_co_map(vblk, off, r->data_len, gen, 0);
 		break;
 	case VIRTIO_BLK_T_OUT:
-		if (vblk->readonly || sluice_blk_co_pwritev(vblk->blk, off, r->data_len, iov, n, 0) < 0)
+		if (vblk->readonly)
 			break;
+		if (vblk_kernel_co_write_cows(vblk, off, r->data_len)) {
+			gen = vblk_kernel_revoke_begin(k);
+			own = 1;
+			if (sluice_kdp_unmap(k->kdp, off, r->data_len))
+				goto out_revoked;
+		}
+		if (sluice_blk_co_pwritev(vblk->blk, off, r->data_len, iov, n, 0) < 0)
+			goto out_revoked;
 		status = VIRTIO_BLK_S_OK;
-		vblk_kernel_co_map(vblk, off, r->data_len);
+		vblk_kernel_co_map(vblk, off, r->data_len, gen, own);
+out_revoked:
+		if (own)
+			vblk_kernel_revoke_end(k);
 		break;
 	case VIRTIO_BLK_T_FLUSH:
 		status = sluice_blk_co_flush(vblk->blk) < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
@@ -167,8 +232,19 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 		break;
 	}
 out_post:
-	/* Only this ctx produces on the done ring. */
-	prod = k->done_ring->prod;
+	/*
+	 * Only this ctx produces on the done ring.  More requests can be in
+	 * flight than it has entries (the request ring is emptied as it is
+	 * read): wait for the module to reap rather than overwrite an entry it
+	 * has not read.  Its cons store follows its reads of the entries; this
+	 * acquire pairs with that.
+	 */
+	for (;;) {
+		prod = k->done_ring->prod;
+		if (prod - __atomic_load_n(&k->done_ring->cons, __ATOMIC_ACQUIRE) < VBLK_KERNEL_RING)
+			break;
+		sluice_co_sleep_ns(50 * 1000);
+	}
 	ring[prod & (VBLK_KERNEL_RING - 1)] = (struct sluice_blk_upcall_done){
 		.id = r->id, .written = written, .status = status,
 	};
