@@ -42,7 +42,7 @@ bench() {
 }
 
 S4K="4096 bytes each, 64 in parallel (starting at offset 0, step size 4096)"
-ktap_plan 10
+ktap_plan 11
 for aio in io_uring threads; do
 	bench "read, -i $aio" "Sending 20000 read requests, $S4K" -c 20000 -i $aio
 	bench "write, -i $aio" "Sending 20000 write requests, $S4K" -c 20000 -w -i $aio
@@ -52,6 +52,10 @@ bench "write with flushes, --no-drain" "Sending flush every 10 requests" -c 5000
 bench "depth 1, 64 KiB buffers, 1 MiB step, wrapping" \
 	"Sending 100 read requests, 65536 bytes each, 1 in parallel (starting at offset 4096, step size 1048576)" \
 	-c 100 -d 1 -s 64k -S 1M -o 4k
+# qemu-img reads -c/-d/--pattern/--flush-interval with base 0: 010 is 8, 0x10 is 16.
+bench "numbers read as qemu-img reads them (0 octal, 0x hex)" \
+	"Sending 8 read requests, 4096 bytes each, 16 in parallel (starting at offset 0, step size 4096)" \
+	-c 010 -d 0x10
 if odirect_ok; then
 	bench "read, -n (O_DIRECT)" "Sending 5000 read requests, $S4K" -c 5000 -n
 	bench "write, -t none, unaligned 1.5 KiB buffers" \

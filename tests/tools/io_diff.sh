@@ -56,9 +56,13 @@ run_config() {
 		return
 	fi
 
-	python3 "$HERE/gen_io_script.py" "$seed" "$SIZE" "$cmds" "$verify" || {
+	if ! python3 "$HERE/gen_io_script.py" "$seed" "$SIZE" "$cmds" "$verify" || [ ! -s "$cmds" ] ||
+	   [ ! -s "$verify" ]; then
+		# Two empty scripts would leave two identical untouched images: not a pass.
 		ktap_diag "generating the script failed"
-	}
+		for n in 1 2 3; do ktap_result 1 "$tag: case $n (no script)"; done
+		return
+	fi
 	rm -f "$a" "$b"
 	truncate -s "$SIZE" "$a" "$b"
 	load_cmds "$cmds"

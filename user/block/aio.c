@@ -653,11 +653,17 @@ bool sluice_aio_poll(struct sluice_aio_ctx *ctx, bool blocking)
 	bool progress = false;
 	int i, n;
 
+	bool refused;
+
 	sluice_aio_ctx_set_current(ctx);
-	sluice_aio_uring_flush(ctx);
+	/* -EBUSY/-EAGAIN: the kernel wants completions reaped first; the SQEs stay queued. */
+	refused = sluice_aio_uring_flush(ctx) < 0 && io_uring_sq_ready(&ctx->ring);
 	if (blocking) {
 		aio_prepare_sleep(ctx);
 		timeout = aio_has_work(ctx) ? 0 : aio_timers_deadline(ctx);
+		/* Never sleep on SQEs nobody submitted: try again within 1 ms. */
+		if (refused && (timeout < 0 || timeout > 1000000))
+			timeout = 1000000;
 	}
 	n = aio_epoll_wait(ctx, evs, timeout);
 	if (blocking)

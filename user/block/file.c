@@ -224,8 +224,16 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 			cur = slice;
 		}
 		n = file_co_rw_once(s, write, offset + done, cur, ncur, rw_flags);
-		if (n == -EINTR || (n == -EAGAIN && ++eagain < 1000))
+		if (n == -EINTR)
 			continue;
+		if (n == -EAGAIN && ++eagain < 1000) {
+			/*
+			 * No SQE (the ring is full) or the device said "later": let
+			 * the loop reap completions first, backing off to 1 ms.
+			 */
+			sluice_co_sleep_ns((int64_t)MIN(eagain, 100) * 10000);
+			continue;
+		}
 		if (n < 0) {
 			ret = n;
 			goto out;

@@ -161,6 +161,80 @@ static int coroutine_fn check_snapshots(struct qcow2_state *s, struct check_ctx 
 	return 0;
 }
 
+/*
+ * Coroutine, image lock held: while the autoclear bit says the persistent
+ * bitmaps are valid, their directory, bitmap tables and data clusters are
+ * referenced (sluice does not use them, but must not call them leaks).
+ */
+static int coroutine_fn check_bitmaps(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
+{
+	uint64_t pos, j, *table;
+	uint8_t *dir;
+	uint32_t i;
+	int ret = 0;
+
+	if (!(s->autoclear_features & QCOW2_AUTOCLEAR_BITMAPS) || !s->nb_bitmaps || !s->bitmap_dir_size)
+		return 0;
+	if (s->bitmap_dir_size > (64u << 20) || qcow2_offset_into_cluster(s, s->bitmap_dir_offset)) {
+		fprintf(stderr, "ERROR bitmap directory at 0x%" PRIx64 " (%" PRIu64 " bytes) is invalid\n",
+			s->bitmap_dir_offset, s->bitmap_dir_size);
+		c->res->corruptions++;
+		return 0;
+	}
+	check_inc(c, s->bitmap_dir_offset, s->bitmap_dir_size);
+	dir = malloc(s->bitmap_dir_size);
+	if (!dir)
+		return -ENOMEM;
+	ret = qcow2_co_read_file(s, s->bitmap_dir_offset, dir, s->bitmap_dir_size);
+	if (ret < 0) {
+		c->res->check_errors++;
+		goto out_free_dir;
+	}
+	for (i = 0, pos = 0; i < s->nb_bitmaps; i++) {
+		uint64_t toff, tbytes, esize;
+		uint32_t tsize;
+
+		/* Entry: table offset (8), table size (4), flags (4), type, granularity, name size (2), extra size (4). */
+		if (pos + 24 > s->bitmap_dir_size)
+			break;
+		toff = get_be64(dir + pos);
+		tsize = get_be32(dir + pos + 8);
+		esize = 24 + (uint64_t)get_be16(dir + pos + 18) + get_be32(dir + pos + 20);
+		pos += (esize + 7) & ~7ull;
+		tbytes = (uint64_t)tsize * 8;
+		if (!tsize)
+			continue;
+		if (qcow2_offset_into_cluster(s, toff) || tbytes > (64u << 20)) {
+			fprintf(stderr, "ERROR bitmap %u: table at 0x%" PRIx64 " (%u entries) is invalid\n", i, toff,
+				tsize);
+			c->res->corruptions++;
+			continue;
+		}
+		check_inc(c, toff, tbytes);
+		table = malloc(tbytes);
+		if (!table) {
+			ret = -ENOMEM;
+			goto out_free_dir;
+		}
+		ret = qcow2_co_read_file(s, toff, table, tbytes);
+		if (ret < 0) {
+			c->res->check_errors++;
+			free(table);
+			goto out_free_dir;
+		}
+		for (j = 0; j < tsize; j++) {
+			uint64_t off = be64toh(table[j]) & 0x00fffffffffffe00ull;	/* bits 9-55 */
+
+			if (off)
+				check_inc(c, off, s->cluster_size);
+		}
+		free(table);
+	}
+out_free_dir:
+	free(dir);
+	return ret;
+}
+
 /* Image lock held: is refcount table entry @i usable (0: no block)? */
 static bool rt_entry_valid(struct qcow2_state *s, struct check_ctx *c, uint64_t i) TSA_REQUIRES(s->lock)
 {
@@ -286,6 +360,9 @@ static int coroutine_fn check_pass(struct qcow2_state *s, struct check_ctx *c) T
 	if (ret < 0)
 		goto out_free;
 	ret = check_snapshots(s, c);
+	if (ret < 0)
+		goto out_free;
+	ret = check_bitmaps(s, c);
 	if (ret < 0)
 		goto out_free;
 	check_inc(c, s->refcount_table_offset, (uint64_t)s->refcount_table_clusters << s->cluster_bits);

@@ -957,9 +957,16 @@ static int coroutine_fn parse_header(struct qcow2_state *s, struct qcow2_open_ct
 			feature_table = h + pos;
 			feature_table_len = len;
 			break;
+		case QCOW2_EXT_BITMAPS:
+			/* nb_bitmaps, reserved, directory size, directory offset (kept as on disk too). */
+			if (len >= 24) {
+				s->nb_bitmaps = get_be32(h + pos);
+				s->bitmap_dir_size = get_be64(h + pos + 8);
+				s->bitmap_dir_offset = get_be64(h + pos + 16);
+			}
+			break;
 		case QCOW2_EXT_DATA_FILE:
 		case QCOW2_EXT_CRYPTO:
-		case QCOW2_EXT_BITMAPS:
 		default:
 			/* Kept as they are on disk: the header cluster is never rewritten whole. */
 			break;

@@ -148,6 +148,10 @@ struct qcow2_state {
 	uint64_t cluster_offset_mask;
 	uint64_t compat_features;
 	uint64_t autoclear_features;
+	/* The bitmaps extension as opened (used by check while the autoclear bit says they are valid). */
+	uint32_t nb_bitmaps;
+	uint64_t bitmap_dir_size;
+	uint64_t bitmap_dir_offset;
 	uint32_t nb_snapshots;
 	uint64_t snapshots_offset;
 	uint64_t *snapshot_l1;		/* [2 * i]: offset, [2 * i + 1]: bytes, of each snapshot's L1 */
@@ -202,6 +206,14 @@ static inline uint64_t qcow2_l1_entries_for(const struct qcow2_state *s, uint64_
 }
 
 /* Unaligned big-endian accessors for header bytes (pure). */
+static inline uint16_t get_be16(const uint8_t *p)
+{
+	uint16_t v;
+
+	memcpy(&v, p, 2);
+	return be16toh(v);
+}
+
 static inline uint32_t get_be32(const uint8_t *p)
 {
 	uint32_t v;

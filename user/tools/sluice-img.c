@@ -1309,7 +1309,7 @@ static int parse_uint_opt(const char *arg, uint64_t max, bool sizes, uint64_t *o
 	if (sizes)
 		return tool_parse_num(arg, out) || *out > max ? -EINVAL : 0;
 	errno = 0;
-	v = strtoull(arg, &end, 10);
+	v = strtoull(arg, &end, 0);	/* as qemu-img: decimal, 0x hex or 0 octal */
 	if (errno || end == arg || *end || arg[0] == '-' || v > max)
 		return -EINVAL;
 	*out = v;
