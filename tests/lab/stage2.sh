@@ -11,8 +11,9 @@ export SLUICE_LAB=1 SLUICE_LAB_OUT=$LAB_OUT SLUICE_LAB_KVER=$LAB_KVER SLUICE_LAB
 export SLUICE_LAB_KMOD=$LAB_KMOD
 err() { echo "lab: error: $*" | tee -a "$LAB_OUT/lab-error" >&2; }
 
+# halt_poll_ns=0: a nested vCPU that halts would make the lab's (TCG) vCPU spin for nothing.
 for m in kvm kvm_amd; do
-	modprobe "$m" || err "modprobe $m failed: /dev/kvm will be missing"
+	modprobe "$m" $([ "$m" = kvm ] && echo halt_poll_ns=0) || err "modprobe $m failed: /dev/kvm will be missing"
 done
 
 # Hold one idle VM (in-kernel irqchip, one vCPU that never runs) for the whole run.  Creating the
