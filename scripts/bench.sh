@@ -15,7 +15,7 @@ set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$REPO/build}
 RUNS=${RUNS:-3}
-SECTIONS="block lab kernel qcow2"
+SECTIONS="block lab kernel qcow2 kqcow2"
 
 die() { echo "bench.sh: $*" >&2; exit 1; }
 
@@ -347,6 +347,83 @@ bench_qcow2() {
 		return 1
 	rm -f "$QFILE"
 	echo "(page cache, 64 KiB clusters; the write cases start each run on a new image)"
+}
+
+# ---- section: kqcow2 (qcow2 on the kernel dataplane, in one lab run) ----
+
+bench_kqcow2() {
+	local kernel initrd raw q2 fresh qemu append m qd kr kq qq kf r1 r2 r3 st=0 r
+	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
+		echo "== kqcow2: running inside the lab VM =="
+		"$REPO/tests/lab/lab.sh" --timeout 1800 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh kqcow2"
+		return $?
+	fi
+	echo "== kqcow2: one guest, 128 MiB of data: allocated qcow2 on dataplane=kernel vs raw on dataplane=kernel vs QEMU on the same qcow2 (IOThread, aio=io_uring); first-touch writes on an empty qcow2 =="
+	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
+	kernel=/boot/vmlinuz-$(uname -r)
+	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
+	qemu=$(command -v qemu-system-x86_64) || { echo "no qemu-system-x86_64"; return 1; }
+	LABW=$(mktemp -d)
+	LAB_MEM_MB=256
+	raw=$SLUICE_LAB_SCRATCH/kq.raw
+	q2=$SLUICE_LAB_SCRATCH/kq.qcow2
+	fresh=$SLUICE_LAB_SCRATCH/kq-fresh.qcow2
+	head -c $((128 << 20)) /dev/urandom >"$raw"
+	# Every cluster allocated (NORMAL, refcount 1: writable in place by the module).
+	qemu-img convert -f raw -O qcow2 "$raw" "$q2" || { echo "qemu-img convert failed"; return 1; }
+	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
+	for r in $(seq 1 "$RUNS"); do
+		lab_run kraw$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$raw",format=raw,cache=none,queues=1,dataplane=kernel
+		lab_run kq$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$q2",format=qcow2,cache=none,queues=1,dataplane=kernel
+		lab_run qq$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
+			-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
+			-drive file="$q2",if=none,id=d0,format=qcow2,cache=none,aio=io_uring \
+			-device virtio-blk-pci,drive=d0,iothread=io0
+		rm -f "$fresh"
+		qemu-img create -q -f qcow2 "$fresh" 128M
+		lab_run kf$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$fresh",format=qcow2,cache=none,queues=1,dataplane=kernel
+	done
+	kq_med() {
+		local r
+		for r in $(seq 1 "$RUNS"); do lab_iops "$1$r" "$2" "$3"; done | grep . | median
+	}
+	echo "(medians of $RUNS rounds; the guest reads first, so the first read case also pays the first touch of each cluster)"
+	printf '%-20s %9s %9s %9s %11s %11s %s\n' "4k random" "raw-kern" "q2-kern" "q2-qemu" "q2k/rawk" "q2k/qemu" \
+		"targets >=0.9 / >=1.5"
+	for m in read write; do
+		for qd in 1 32; do
+			kr=$(kq_med kraw $m $qd)
+			kq=$(kq_med kq $m $qd)
+			qq=$(kq_med qq $m $qd)
+			r1=$(ratio "${kq:-0}" "${kr:-0}")
+			r2=$(ratio "${kq:-0}" "${qq:-0}")
+			printf '%-20s %9s %9s %9s %11s %11s %s / %s\n' "$m QD$qd (IOPS)" "${kr:--}" "${kq:--}" "${qq:--}" \
+				"$r1" "$r2" "$(meets "$r1" 0.9)" "$(meets "$r2" 1.5)"
+		done
+	done
+	echo
+	printf '%-28s %12s %12s %14s\n' "first touch (empty qcow2)" "fresh-kern" "alloc-kern" "fresh/alloc"
+	for qd in 1 32; do
+		kf=$(kq_med kf write $qd)
+		kq=$(kq_med kq write $qd)
+		r3=$(ratio "${kf:-0}" "${kq:-0}")
+		printf '%-28s %12s %12s %14s\n' "write QD$qd (IOPS)" "${kf:--}" "${kq:--}" "$r3"
+	done
+	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
+	for r in $(seq 1 "$RUNS"); do
+		for n in kraw kq qq kf; do
+			grep -q SLUICE-BLK-DONE "$LABW/$n$r.out" ||
+				{ echo "$n$r run incomplete:"; tail -5 "$LABW/$n$r.err"; st=1; }
+		done
+	done
+	for n in "$q2" "$fresh"; do
+		qemu-img check -q "$n" || { echo "qemu-img check $n failed after the runs"; st=1; }
+	done
+	rm -rf "$LABW" "$raw" "$q2" "$fresh"
+	return $st
 }
 
 # ---- main ----

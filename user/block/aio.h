@@ -22,6 +22,8 @@ struct sluice_bh;
 struct sluice_timer;
 
 typedef void sluice_aio_fn(void *opaque);
+/* A poll-mode check: is there work for the handler, without reading its fd?  Home thread. */
+typedef bool sluice_aio_poll_fn(void *opaque);
 
 /* Any thread.  Creates a loop with an io_uring of @ring_entries (0: 256).  NULL + errno on failure. */
 struct sluice_aio_ctx *sluice_aio_ctx_new(const char *name, unsigned int ring_entries);
@@ -44,6 +46,18 @@ void sluice_aio_ctx_set_current(struct sluice_aio_ctx *ctx);
  */
 int sluice_aio_set_fd_handler(struct sluice_aio_ctx *ctx, int fd, sluice_aio_fn *io_read,
 			      sluice_aio_fn *io_write, void *opaque);
+
+/*
+ * Poll mode.  Home thread.  Before it sleeps, a loop whose poll_ns is set
+ * spins that long checking its ring, its BHs and the @io_poll of each fd
+ * that has one (set_fd_poll, on an fd already watched; removing the fd's
+ * handler drops it); an io_poll that returns true has its io_read run at
+ * once.  set_poll_ns: 0 (the default) never spins; IOThreads use
+ * SLUICE_IOTHREAD_POLL_NS_DEFAULT.
+ */
+#define SLUICE_IOTHREAD_POLL_NS_DEFAULT	32768
+int sluice_aio_set_fd_poll(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_fn *io_poll);
+void sluice_aio_set_poll_ns(struct sluice_aio_ctx *ctx, int64_t ns);
 
 /*
  * Bottom halves: a callback run once by the loop soon after it is scheduled.

@@ -35,8 +35,13 @@ static void *iothread_run(void *arg)
 	snprintf(name, sizeof(name), "%s", t->id);
 	pthread_setname_np(pthread_self(), name);
 	t->ctx = sluice_aio_ctx_new(t->id, 0);
-	if (t->ctx)
+	if (t->ctx) {
+		const char *p = getenv("SLUICE_IOTHREAD_POLL_NS");
+
 		sluice_aio_ctx_set_current(t->ctx);
+		/* Poll mode, as QEMU's IOThreads (poll-max-ns); SLUICE_IOTHREAD_POLL_NS=0 turns it off. */
+		sluice_aio_set_poll_ns(t->ctx, p ? strtoll(p, NULL, 0) : SLUICE_IOTHREAD_POLL_NS_DEFAULT);
+	}
 	pthread_mutex_lock(&t->start_lock);
 	t->tid = gettid();
 	t->start_err = t->ctx ? 0 : errno;

@@ -442,6 +442,19 @@ static void vblk_kick_read(void *opaque)
 	sluice_vblk_queue_process(q);
 }
 
+/*
+ * Serving thread (its loop's poll mode): did the guest add requests we have
+ * not popped?  Then the loop runs vblk_kick_read() without waiting for the
+ * kick's wake-up.
+ */
+static bool vblk_kick_poll(void *opaque)
+{
+	struct sluice_vblk_queue *q = opaque;
+
+	return q->serving && !q->throttled && !__atomic_load_n(&q->broken, __ATOMIC_RELAXED) &&
+	       sluice_vring_avail_pending(&q->vring);
+}
+
 static void vblk_kick_bh(void *opaque)
 {
 	sluice_vblk_queue_process(opaque);
@@ -480,6 +493,7 @@ static void vblk_queue_attach(void *opaque)
 	q->flush_bh = sluice_bh_new(q->ctx, vblk_flush_bh, q);
 	q->serving = true;
 	sluice_aio_set_fd_handler(q->ctx, q->kick_fd, vblk_kick_read, NULL, q);
+	sluice_aio_set_fd_poll(q->ctx, q->kick_fd, vblk_kick_poll);
 	sluice_vblk_queue_process(q);
 }
 

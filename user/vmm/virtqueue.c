@@ -109,6 +109,12 @@ bool sluice_vring_enable_notify(struct sluice_vring *vr)
 	return avail_idx(vr) != vr->last_avail_idx;
 }
 
+/* Serving thread.  The ring entries are read after a pop sees this index (acquire in avail_idx). */
+bool sluice_vring_avail_pending(struct sluice_vring *vr)
+{
+	return avail_idx(vr) != vr->last_avail_idx;
+}
+
 /* Serving thread. */
 void sluice_vring_push(struct sluice_vring *vr, uint16_t head, uint32_t len)
 {

@@ -63,6 +63,8 @@ void sluice_vring_disable_notify(struct sluice_vring *vr);
  */
 bool sluice_vring_enable_notify(struct sluice_vring *vr);
 
+/* Serving thread: has the guest made entries available that were not popped yet (poll mode)? */
+bool sluice_vring_avail_pending(struct sluice_vring *vr);
 /* Serving thread: fill the next used entry (not yet visible to the guest). */
 void sluice_vring_push(struct sluice_vring *vr, uint16_t head, uint32_t len);
 /*
