@@ -168,12 +168,7 @@ bench_lab() {
 		return $?
 	fi
 	echo "== lab: one guest, one 128 MiB raw image (cache=none), sluice (user dataplane) vs QEMU (virtio-blk-pci, IOThread, aio=io_uring) =="
-	kernel=/boot/vmlinuz-$(uname -r)
-	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
-	qemu=$(command -v qemu-system-x86_64) || { echo "skipped: no qemu-system-x86_64"; return 0; }
-	[ -x "$BUILD/user/vmm/sluice" ] && [ -r "$initrd" ] || { echo "skipped: sluice or its initramfs not built"; return 0; }
-	LABW=$(mktemp -d)
-	LAB_MEM_MB=256
+	lab_guest_setup || return 1
 	img=$SLUICE_LAB_SCRATCH/bench-lab.img
 	dd if=/dev/zero of="$img" bs=1M count=128 status=none
 	# The same command line for both (no sluice-only boot options).
@@ -238,6 +233,17 @@ bench_lab() {
 }
 
 # The kernel dataplane against the user dataplane and QEMU, in one lab run; then 1 vs 2 queues.
+# lab_guest_setup: the guest's kernel and initramfs, QEMU, a work dir (LABW) and the guest RAM size, for
+# the sections that boot guests in the lab.  Fails with a reason.
+lab_guest_setup() {
+	kernel=/boot/vmlinuz-$(uname -r)
+	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
+	qemu=$(command -v qemu-system-x86_64) || { echo "no qemu-system-x86_64"; return 1; }
+	[ -x "$BUILD/user/vmm/sluice" ] && [ -r "$initrd" ] || { echo "sluice or its initramfs not built"; return 1; }
+	LABW=$(mktemp -d)
+	LAB_MEM_MB=256
+}
+
 bench_kernel() {
 	local kernel initrd img qemu append m qd k u q st=0 r1 r2
 	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
@@ -247,11 +253,7 @@ bench_kernel() {
 	fi
 	echo "== kernel: one guest, one 128 MiB raw image: sluice dataplane=kernel vs dataplane=user vs QEMU (IOThread, aio=io_uring) =="
 	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
-	kernel=/boot/vmlinuz-$(uname -r)
-	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
-	qemu=$(command -v qemu-system-x86_64) || { echo "no qemu-system-x86_64"; return 1; }
-	LABW=$(mktemp -d)
-	LAB_MEM_MB=256
+	lab_guest_setup || return 1
 	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
 	dd if=/dev/zero of="$img" bs=1M count=128 status=none
 	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
@@ -360,11 +362,7 @@ bench_kqcow2() {
 	fi
 	echo "== kqcow2: one guest, 128 MiB of data: allocated qcow2 on dataplane=kernel vs raw on dataplane=kernel vs QEMU on the same qcow2 (IOThread, aio=io_uring); first-touch writes on an empty qcow2 =="
 	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
-	kernel=/boot/vmlinuz-$(uname -r)
-	initrd=$BUILD/tests/vmm/initramfs.cpio.gz
-	qemu=$(command -v qemu-system-x86_64) || { echo "no qemu-system-x86_64"; return 1; }
-	LABW=$(mktemp -d)
-	LAB_MEM_MB=256
+	lab_guest_setup || return 1
 	raw=$SLUICE_LAB_SCRATCH/kq.raw
 	q2=$SLUICE_LAB_SCRATCH/kq.qcow2
 	fresh=$SLUICE_LAB_SCRATCH/kq-fresh.qcow2
