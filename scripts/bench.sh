@@ -369,6 +369,7 @@ bench_kqcow2() {
 	head -c $((128 << 20)) /dev/urandom >"$raw"
 	# Every cluster allocated (NORMAL, refcount 1: writable in place by the module).
 	qemu-img convert -f raw -O qcow2 "$raw" "$q2" || { echo "qemu-img convert failed"; return 1; }
+	sync	# no dirty page cache under the first O_DIRECT reads of either image
 	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
 	for r in $(seq 1 "$RUNS"); do
 		lab_run kraw$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
