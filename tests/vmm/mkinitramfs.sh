@@ -55,7 +55,7 @@ if grep -q 'sluice.echo' /proc/cmdline; then
 	echo "SLUICE-READ: ping-from-stdin"
 fi
 
-# The disk tests (tests/vmm/blk.sh): sluice.blk=verify|loop:N|bench
+# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|bench
 blk=$(sed -n 's/.*sluice\.blk=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$blk" ]; then
 	kver=$(uname -r)
@@ -110,6 +110,28 @@ if [ -n "$blk" ]; then
 		done
 		sync
 		echo "SLUICE-BLK-LOOP: rounds=$rounds bad=$bad md5=$want"
+		;;
+	flushlog:*)
+		# First a discard then a write of the same range (it must read back the new data).  Then N rounds:
+		# 64 KiB of fresh random data at 1 MiB + i * 128 KiB (a new cluster each), O_DIRECT + fsync (a FLUSH),
+		# reported only after the fsync returned.  The host kills the VMM meanwhile: every reported round
+		# must be in the image.
+		rounds=${blk#flushlog:}
+		dd if=/dev/urandom of=/pat bs=64k count=1 2>/dev/null
+		dd if=/pat of=/dev/vda bs=64k seek=1000 oflag=direct conv=fsync 2>/dev/null
+		sluice-load discard /dev/vda $((1000 << 16)) $((1 << 16)) || echo "SLUICE-BLK-ERROR: discard"
+		dd if=/dev/urandom of=/pat bs=64k count=1 2>/dev/null
+		want=$(md5sum </pat | cut -d' ' -f1)
+		dd if=/pat of=/dev/vda bs=64k seek=1000 oflag=direct conv=fsync 2>/dev/null
+		got=$(dd if=/dev/vda bs=64k skip=1000 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$got" = "$want" ] && echo "SLUICE-BLK-DISCARD-WRITE: ok $want"
+		i=0
+		while [ $i -lt "$rounds" ]; do
+			dd if=/dev/urandom of=/pat bs=64k count=1 2>/dev/null
+			dd if=/pat of=/dev/vda bs=64k seek=$((16 + i * 2)) oflag=direct conv=fsync 2>/dev/null || break
+			echo "SLUICE-FLUSHED: $i $(md5sum </pat | cut -d' ' -f1)"
+			i=$((i + 1))
+		done
 		;;
 	bench)
 		for m in read write; do
