@@ -55,7 +55,7 @@ if grep -q 'sluice.echo' /proc/cmdline; then
 	echo "SLUICE-READ: ping-from-stdin"
 fi
 
-# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|bench
+# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|touch|bench
 blk=$(sed -n 's/.*sluice\.blk=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$blk" ]; then
 	kver=$(uname -r)
@@ -132,6 +132,33 @@ if [ -n "$blk" ]; then
 			echo "SLUICE-FLUSHED: $i $(md5sum </pat | cut -d' ' -f1)"
 			i=$((i + 1))
 		done
+		;;
+	touch)
+		# qcow2 on the kernel dataplane (tests/vmm/kernel.sh reads the module's counters at each step, while
+		# the guest sleeps): one 64 KiB write to an unallocated cluster (falls back, installs a mapping), then
+		# the same write again (stays in the kernel).  Then 16 concurrent 4 KiB writes into one unallocated
+		# cluster, read back whole.
+		dd if=/dev/urandom of=/pat bs=64k count=1 2>/dev/null
+		echo "SLUICE-STEP: 0"; sleep 3
+		dd if=/pat of=/dev/vda bs=64k seek=100 oflag=direct 2>/dev/null || echo "SLUICE-BLK-ERROR: first write"
+		echo "SLUICE-STEP: 1"; sleep 3
+		dd if=/pat of=/dev/vda bs=64k seek=100 oflag=direct 2>/dev/null || echo "SLUICE-BLK-ERROR: second write"
+		echo "SLUICE-STEP: 2"; sleep 3
+		j=0
+		while [ $j -lt 16 ]; do
+			dd if=/dev/urandom of=/p$j bs=4k count=1 2>/dev/null
+			j=$((j + 1))
+		done
+		j=0
+		while [ $j -lt 16 ]; do
+			dd if=/p$j of=/dev/vda bs=4k seek=$((200 * 16 + j)) oflag=direct 2>/dev/null &
+			j=$((j + 1))
+		done
+		wait
+		want=$(j=0; while [ $j -lt 16 ]; do cat /p$j; j=$((j + 1)); done | md5sum | cut -d' ' -f1)
+		got=$(dd if=/dev/vda bs=64k skip=200 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
+		[ "$got" = "$want" ] && echo "SLUICE-BLK-CLUSTER-RACE: ok $want"
+		echo "SLUICE-BLK-TOUCH: $(md5sum </pat | cut -d' ' -f1)"
 		;;
 	bench)
 		for m in read write; do
