@@ -354,13 +354,6 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 		return 0;
 	case SLUICE_BLK_SET_BACKEND:
 		return sluice_blk_set_backend(disk, argp);
-	case SLUICE_BLK_DRAIN:
-		for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
-			q = &disk->queues[i];
-			if (wait_event_interruptible(q->idle_wq, !atomic_read(&q->inflight)))
-				return -EINTR;
-		}
-		return 0;
 	case SLUICE_BLK_SET_VRING_NUM:
 		if (copy_from_user(&s, argp, sizeof(s)))
 			return -EFAULT;
@@ -422,6 +415,31 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 }
 
 /* Process context (ioctl(2)); no locks held. */
+/*
+ * Process context (ioctl), disk->lock NOT held: wait until no queue has a
+ * request in flight.  Waiting without the lock keeps GET_STATS (query-block)
+ * and the other ioctls of the disk usable meanwhile; the queues live as long
+ * as the disk and inflight is atomic, so a concurrent reconfiguration only
+ * changes what is waited for.
+ */
+static long sluice_blk_drain(struct sluice_blk_disk *disk)
+{
+	int i;
+
+	mutex_lock(&disk->lock);
+	i = !disk->mm ? -EINVAL : disk->mm != current->mm ? -EPERM : 0;
+	mutex_unlock(&disk->lock);
+	if (i)
+		return i;
+	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
+		struct sluice_blk_queue *q = &disk->queues[i];
+
+		if (wait_event_interruptible(q->idle_wq, !atomic_read(&q->inflight)))
+			return -EINTR;
+	}
+	return 0;
+}
+
 static long sluice_blk_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	struct sluice_blk_disk *disk = file->private_data;
@@ -431,6 +449,8 @@ static long sluice_blk_ioctl(struct file *file, unsigned int cmd, unsigned long 
 		return SLUICE_BLK_API_VERSION;
 	if (_IOC_TYPE(cmd) != SLUICE_BLK_IOC_MAGIC)
 		return -ENOTTY;
+	if (cmd == SLUICE_BLK_DRAIN)
+		return sluice_blk_drain(disk);
 	mutex_lock(&disk->lock);
 	ret = sluice_blk_ioctl_locked(disk, cmd, (void __user *)arg);
 	mutex_unlock(&disk->lock);

@@ -389,9 +389,10 @@ int sluice_blk_queue_set_cpus(struct sluice_blk_queue *q, const struct cpumask *
 	int ret = 0;
 
 	mutex_lock(&q->cpu_lock);
-	cpumask_copy(q->cpus, mask);
 	if (q->worker)
 		ret = set_cpus_allowed_ptr(q->worker, mask);
+	if (!ret)
+		cpumask_copy(q->cpus, mask);	/* reads show only a mask that is in effect */
 	mutex_unlock(&q->cpu_lock);
 	return ret;
 }
