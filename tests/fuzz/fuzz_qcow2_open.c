@@ -7,6 +7,7 @@
 // fuzz-sources: user/block/qcow2-compress.c user/block/qcow2-refcount.c
 // fuzz-pkgs: glib-2.0 liburing zlib libzstd
 // fuzz-cflags: -Iuser/block
+// fuzz-seed: tests/fuzz/qcow2_seeds.sh
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -544,6 +544,20 @@ static enum ktap_result header_corruption_refused(void)
 			sluice_bds_unref(bs);
 		}
 	}
+	/*
+	 * 512-byte clusters and a backing name longer than a cluster (but under
+	 * the name limit): cluster_size - backing_len must not wrap and let a
+	 * wild offset through (found by fuzz_qcow2_open).
+	 */
+	{
+		char *err = NULL;
+
+		KTAP_EXPECT(sh("qemu-img create -q -f qcow2 -o cluster_size=512 '%s' 1M", path) == 0, "image");
+		KTAP_EXPECT(patch(path, 8, 8, 0x230000034d004d00ull) == 0 && patch(path, 16, 4, 768) == 0, "patch");
+		KTAP_EXPECT(!sluice_bds_open(path, "qcow2", 0, &err), "a wild backing name offset was accepted");
+		KTAP_EXPECT(err && strstr(err, "backing file name"), "error '%s'", err ? err : "(none)");
+		g_free(err);
+	}
 	unlink(path);
 	unlink(orig);
 	return KTAP_PASS;

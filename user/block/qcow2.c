@@ -1062,7 +1062,8 @@ static int coroutine_fn parse_header(struct qcow2_state *s, struct qcow2_open_ct
 	}
 	/* Backing file name. */
 	if (backing_off) {
-		if (backing_len > QCOW2_MAX_BACKING_NAME || !backing_len ||
+		/* backing_len first: cluster_size - backing_len must not wrap (a 512-byte cluster, a longer name). */
+		if (backing_len > QCOW2_MAX_BACKING_NAME || !backing_len || backing_len > s->cluster_size ||
 		    backing_off > s->cluster_size - backing_len || backing_off < s->header_length) {
 			qcow2_err(o->errp, "qcow2: invalid backing file name (offset %#llx, length %u)",
 				  (unsigned long long)backing_off, backing_len);
