@@ -14,6 +14,7 @@
 #include <linux/uio.h>
 #include <linux/version.h>
 #include <linux/wait.h>
+#include <linux/workqueue.h>
 #include <linux/xarray.h>
 #include <uapi/linux/sluice_blk.h>
 
@@ -54,6 +55,7 @@ struct sluice_blk_req {
 	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full */
 	struct sluice_blk_upcall_req *fwd_rec;	/* the record to forward (kmalloc'd) */
 	ktime_t start;
+	struct work_struct work;	/* FLUSH: the fsync runs on sluice_blk_wq */
 	unsigned int nr_iov;
 	unsigned int nr_dsegs;		/* its data buffers in q->dsegs (worker, until submitted) */
 	struct iovec iov[SLUICE_BLK_MAX_SEGS];
@@ -143,6 +145,7 @@ struct sluice_blk_disk {
 
 /* sluice_blk_mem.c */
 extern const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops;
+extern struct workqueue_struct *sluice_blk_wq;	/* sluice_blk_main.c: flushes */
 void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len);
 int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg);
 void sluice_blk_free_mem_table(struct sluice_blk_disk *disk);

@@ -49,6 +49,19 @@ static void sluice_blk_rw_done(struct kiocb *iocb, long ret)
 		sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
 }
 
+/*
+ * sluice_blk_wq (process context, no user memory touched): the fsync of a
+ * FLUSH, off the worker so the queue's other requests go on meanwhile.  It
+ * covers every write completed before the FLUSH was popped, as virtio asks.
+ * The backend stays until the queues stopped, which waits for this request.
+ */
+static void sluice_blk_flush_work(struct work_struct *work)
+{
+	struct sluice_blk_req *req = container_of(work, struct sluice_blk_req, work);
+
+	sluice_blk_finish(req, vfs_fsync(req->q->disk->backend, 1) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, 1);
+}
+
 /* Worker.  Are all buffers and the offset aligned for O_DIRECT on @file? */
 static bool sluice_blk_dio_aligned(const struct sluice_blk_req *req, struct file *file)
 {
@@ -217,7 +230,6 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	unsigned int i, nout = 0;
 	struct iov_iter it;
 	u64 bytes;
-	u8 status;
 
 	for (i = 0; i < nsegs; i++) {
 		tr[i].iov_base = sluice_blk_gpa_to_user(disk, segs[i].gpa, segs[i].len);
@@ -263,8 +275,9 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	case VIRTIO_BLK_T_FLUSH:
 		if (disk->extents)	/* userspace's metadata caches must reach the disk too */
 			return sluice_blk_forward(req, SLUICE_BLK_FWD_METADATA, q->dsegs, req->nr_dsegs);
-		status = vfs_fsync(disk->backend, 1) ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
-		return sluice_blk_finish(req, status, 1);
+		INIT_WORK(&req->work, sluice_blk_flush_work);
+		queue_work(sluice_blk_wq, &req->work);	/* in flight until it completes: stop waits for it */
+		return;
 	case VIRTIO_BLK_T_GET_ID: {
 		u32 n = min_t(u32, req->data_len, VIRTIO_BLK_ID_BYTES);
 

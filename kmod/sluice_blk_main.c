@@ -472,14 +472,20 @@ static struct miscdevice sluice_blk_misc = {
 	.mode	= 0600,
 };
 
+struct workqueue_struct *sluice_blk_wq;
+
 static int __init sluice_blk_init(void)
 {
 	int ret;
 
+	/* Flushes run here, off the queue workers (an fsync must not stall a queue's other requests). */
+	sluice_blk_wq = alloc_workqueue("sluice_blk", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!sluice_blk_wq)
+		return -ENOMEM;
 	ret = sluice_blk_sysfs_init();
 	if (ret) {
 		pr_err("cannot register class sluice_blk: %d\n", ret);
-		return ret;
+		goto out_destroy_wq;
 	}
 	ret = misc_register(&sluice_blk_misc);
 	if (ret) {
@@ -491,6 +497,8 @@ static int __init sluice_blk_init(void)
 
 out_sysfs_exit:
 	sluice_blk_sysfs_exit();
+out_destroy_wq:
+	destroy_workqueue(sluice_blk_wq);
 	return ret;
 }
 
@@ -498,6 +506,7 @@ static void __exit sluice_blk_exit(void)
 {
 	misc_deregister(&sluice_blk_misc);
 	sluice_blk_sysfs_exit();
+	destroy_workqueue(sluice_blk_wq);	/* waits for a flush work still returning */
 }
 
 module_init(sluice_blk_init);

@@ -139,11 +139,11 @@ if [ -n "$blk" ]; then
 		# the same write again (stays in the kernel).  Then 16 concurrent 4 KiB writes into one unallocated
 		# cluster, read back whole.
 		dd if=/dev/urandom of=/pat bs=64k count=1 2>/dev/null
-		echo "SLUICE-STEP: 0"; sleep 3
+		echo "SLUICE-STEP: 0"; sleep 6
 		dd if=/pat of=/dev/vda bs=64k seek=100 oflag=direct 2>/dev/null || echo "SLUICE-BLK-ERROR: first write"
-		echo "SLUICE-STEP: 1"; sleep 3
+		echo "SLUICE-STEP: 1"; sleep 6
 		dd if=/pat of=/dev/vda bs=64k seek=100 oflag=direct 2>/dev/null || echo "SLUICE-BLK-ERROR: second write"
-		echo "SLUICE-STEP: 2"; sleep 3
+		echo "SLUICE-STEP: 2"; sleep 6
 		j=0
 		while [ $j -lt 16 ]; do
 			dd if=/dev/urandom of=/p$j bs=4k count=1 2>/dev/null
