@@ -160,6 +160,18 @@ lab_iops() {
 	tr -d '\r' <"$LABW/$1.out" | awk -v m="$2" -v q="qd$3" '$1 == "SLUICE-IOPS:" && $2 == m && $3 == q { print $4 }'
 }
 
+# lab_med WHO FIELD|read|write [QD]: over the RUNS rounds WHO1..WHO<RUNS>, the median of boot time (1),
+# RSS (2) or the IOPS of one case.
+lab_med() {
+	local who=$1 r
+	for r in $(seq 1 "$RUNS"); do
+		case $2 in
+		1|2) awk -v f="$2" '{ print $f }' "$LABW/$who$r.res" ;;
+		*) lab_iops "$who$r" "$2" "$3" ;;
+		esac
+	done | grep . | median
+}
+
 bench_lab() {
 	local kernel initrd img qemu st r
 	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
@@ -190,16 +202,6 @@ bench_lab() {
 			fi
 		done
 	done
-	# lab_med WHO FIELD|read|write [QD]: the median over the rounds of boot time (1), RSS (2) or IOPS.
-	lab_med() {
-		local who=$1 r
-		for r in $(seq 1 "$RUNS"); do
-			case $2 in
-			1|2) awk -v f="$2" '{ print $f }' "$LABW/$who$r.res" ;;
-			*) lab_iops "$who$r" "$2" "$3" ;;
-			esac
-		done | grep . | median
-	}
 	local sb srss qb qrss
 	sb=$(lab_med sluice 1); srss=$(lab_med sluice 2)
 	qb=$(lab_med qemu 1); qrss=$(lab_med qemu 2)
@@ -385,18 +387,14 @@ bench_kqcow2() {
 		lab_run kf$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$fresh",format=qcow2,cache=none,queues=1,dataplane=kernel
 	done
-	kq_med() {
-		local r
-		for r in $(seq 1 "$RUNS"); do lab_iops "$1$r" "$2" "$3"; done | grep . | median
-	}
 	echo "(medians of $RUNS rounds; the guest reads first, so the first read case also pays the first touch of each cluster)"
 	printf '%-20s %9s %9s %9s %11s %11s %s\n' "4k random" "raw-kern" "q2-kern" "q2-qemu" "q2k/rawk" "q2k/qemu" \
 		"targets >=0.9 / >=1.5"
 	for m in read write; do
 		for qd in 1 32; do
-			kr=$(kq_med kraw $m $qd)
-			kq=$(kq_med kq $m $qd)
-			qq=$(kq_med qq $m $qd)
+			kr=$(lab_med kraw $m $qd)
+			kq=$(lab_med kq $m $qd)
+			qq=$(lab_med qq $m $qd)
 			r1=$(ratio "${kq:-0}" "${kr:-0}")
 			r2=$(ratio "${kq:-0}" "${qq:-0}")
 			printf '%-20s %9s %9s %9s %11s %11s %s / %s\n' "$m QD$qd (IOPS)" "${kr:--}" "${kq:--}" "${qq:--}" \
@@ -406,8 +404,8 @@ bench_kqcow2() {
 	echo
 	printf '%-28s %12s %12s %14s\n' "first touch (empty qcow2)" "fresh-kern" "alloc-kern" "fresh/alloc"
 	for qd in 1 32; do
-		kf=$(kq_med kf write $qd)
-		kq=$(kq_med kq write $qd)
+		kf=$(lab_med kf write $qd)
+		kq=$(lab_med kq write $qd)
 		r3=$(ratio "${kf:-0}" "${kq:-0}")
 		printf '%-28s %12s %12s %14s\n' "write QD$qd (IOPS)" "${kf:--}" "${kq:--}" "$r3"
 	done

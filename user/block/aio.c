@@ -715,10 +715,8 @@ bool sluice_aio_poll(struct sluice_aio_ctx *ctx, bool blocking)
 {
 	struct epoll_event evs[AIO_MAX_EVENTS];
 	int64_t timeout = 0;
-	bool progress = false;
+	bool progress = false, refused;
 	int i, n;
-
-	bool refused;
 
 	sluice_aio_ctx_set_current(ctx);
 	/* -EBUSY/-EAGAIN: the kernel wants completions reaped first; the SQEs stay queued. */
