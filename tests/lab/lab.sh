@@ -10,6 +10,7 @@
 # repository's sluice_blk.ko (for that kernel) were loaded.  $SLUICE_LAB_OUT is a writable directory that the
 # host sees at the same path; / is the host's root, read-only; /tmp and /run are tmpfs; /scratch is a fresh
 # ext4 (on a virtio disk, O_DIRECT-capable).  Exit status: the command's, or 125 when the lab itself failed.
+# LAB_APPEND adds to the lab kernel's command line (debug runs: e.g. 'slub_debug=FZPU kfence.sample_interval=5').
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -109,7 +110,7 @@ truncate -s "$SCRATCH_SIZE" "$SCRATCH"
 qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$MEM" -machine q35
 	-display none -vga none -monitor none -serial stdio -no-reboot -nodefaults
 	-kernel "$VMLINUZ" -initrd "$INITRD"
-	-append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 random.trust_cpu=on no_timer_check"
+	-append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 random.trust_cpu=on no_timer_check${LAB_APPEND:+ $LAB_APPEND}"
 	-fsdev local,id=root,path=/,security_model=none,readonly=on,multidevs=remap
 	-device virtio-9p-pci,fsdev=root,mount_tag=hostroot
 	-fsdev local,id=out,path="$OUT",security_model=none,multidevs=remap

@@ -246,8 +246,13 @@ static int coroutine_fn file_co_rw(struct sluice_bds *bs, bool write, uint64_t o
 			goto eof;
 		}
 		done += n;
-		/* O_DIRECT reads are only short at EOF (the retry would be unaligned). */
-		if (!write && s->direct && done < bytes)
+		/*
+		 * An O_DIRECT read that stopped on an unaligned byte stopped at EOF
+		 * (the file's tail): a retry there would be refused.  One that
+		 * stopped on an aligned byte (a fault in the buffer, a signal, a
+		 * network filesystem) is resumed like any other short transfer.
+		 */
+		if (!write && s->direct && done < bytes && done % bs->request_alignment)
 			goto eof;
 	}
 	goto out;
