@@ -131,11 +131,16 @@ struct status_args {
 	struct sluice_bds *file;
 };
 
-static int co_status(void *opaque)
+/* Coroutine: a node-level call, so the caller takes the graph lock (the backend layer would). */
+static int coroutine_fn co_status(void *opaque)
 {
 	struct status_args *a = opaque;
+	int ret;
 
-	return sluice_bds_co_block_status(a->bs, a->offset, a->bytes, &a->pnum, &a->map, &a->file);
+	sluice_graph_co_rdlock();
+	ret = sluice_bds_co_block_status(a->bs, a->offset, a->bytes, &a->pnum, &a->map, &a->file);
+	sluice_graph_co_rdunlock();
+	return ret;
 }
 
 static bool all_bytes(const unsigned char *p, int c, size_t n)

@@ -55,7 +55,7 @@ if grep -q 'sluice.echo' /proc/cmdline; then
 	echo "SLUICE-READ: ping-from-stdin"
 fi
 
-# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|touch|bench
+# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|touch|bench|load:MODE:QD:SECS
 blk=$(sed -n 's/.*sluice\.blk=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$blk" ]; then
 	kver=$(uname -r)
@@ -159,6 +159,10 @@ if [ -n "$blk" ]; then
 		got=$(dd if=/dev/vda bs=64k skip=200 count=1 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
 		[ "$got" = "$want" ] && echo "SLUICE-BLK-CLUSTER-RACE: ok $want"
 		echo "SLUICE-BLK-TOUCH: $(md5sum </pat | cut -d' ' -f1)"
+		;;
+	load:*)		# one sluice-load case (profiling: scripts/exitprof.sh)
+		set -- $(echo "${blk#load:}" | tr ':' ' ')
+		sluice-load rand /dev/vda "$1" "$2" "$3" 64
 		;;
 	bench)
 		for m in read write; do

@@ -80,7 +80,9 @@ void sluice_blk_unref(struct sluice_blk *blk)
 	if (!blk || --blk->refcnt)
 		return;
 	sluice_bds_drained_begin(blk->root);
+	sluice_graph_wrlock();
 	blk->root->blk = NULL;
+	sluice_graph_wrunlock();
 	sluice_bds_drained_end(blk->root);
 	sluice_bds_unref(blk->root);
 	pthread_mutex_destroy(&blk->wait_lock);
@@ -103,7 +105,9 @@ int64_t sluice_blk_getlength(struct sluice_blk *blk)
 void sluice_blk_set_aio_context(struct sluice_blk *blk, struct sluice_aio_ctx *ctx)
 {
 	sluice_bds_drained_begin(blk->root);
+	sluice_graph_wrlock();
 	sluice_bds_set_aio_context(blk->root, ctx);
+	sluice_graph_wrunlock();
 	sluice_bds_drained_end(blk->root);
 }
 
@@ -242,7 +246,7 @@ static int coroutine_fn blk_co_do(struct sluice_blk *blk, const struct blk_req *
 	orig = blk_co_begin(blk);
 	bs = blk->root;
 
-	sluice_co_rwlock_rdlock(&sluice_graph_lock);
+	sluice_graph_co_rdlock();
 	switch (r->op) {
 	case SLUICE_BLK_OP_READ:
 		ret = sluice_bds_co_preadv(bs, r->offset, r->bytes, r->iov, r->niov, r->flags);
@@ -266,7 +270,7 @@ static int coroutine_fn blk_co_do(struct sluice_blk *blk, const struct blk_req *
 		ret = -EINVAL;
 		break;
 	}
-	sluice_co_rwlock_unlock(&sluice_graph_lock);
+	sluice_graph_co_rdunlock();
 
 	blk_co_end(blk, orig);
 	DTRACE_PROBE6(sluice, blk_req_done, blk, (int)r->op, r->offset, r->bytes, self, ret);

@@ -15,8 +15,6 @@
 #include "block.h"
 #include "coroutine.h"
 
-struct sluice_co_rwlock sluice_graph_lock;
-
 /* Drivers known by name. */
 static const struct sluice_block_driver *const block_drivers[] = {
 	&sluice_bdrv_raw,
@@ -36,12 +34,6 @@ static pthread_cond_t drain_cond = PTHREAD_COND_INITIALIZER;
 
 static struct sluice_aio_ctx *main_ctx;
 static unsigned int node_counter;
-
-/* Process start (single-threaded): initialise the graph lock. */
-__attribute__((constructor)) static void block_init(void)
-{
-	sluice_co_rwlock_init(&sluice_graph_lock);
-}
 
 /* Main thread. */
 struct sluice_aio_ctx *sluice_block_main_ctx(void)
@@ -295,14 +287,17 @@ void sluice_bds_unref(struct sluice_bds *bs)
 	sluice_bds_drained_begin(bs);
 	if (bs->drv->close)
 		bs->drv->close(bs);
+	/* Detach the child: no request may be walking the edge. */
+	sluice_graph_wrlock();
 	file = bs->file;
 	bs->file = NULL;
+	sluice_graph_wrunlock();
 	sluice_bds_drained_end(bs);
 	bds_free(bs);
 	sluice_bds_unref(file);
 }
 
-/* Main thread, drained: the node, its file child and its backing chain move together. */
+/* Main thread, drained, graph writer: the node, its file child and its backing chain move together. */
 void sluice_bds_set_aio_context(struct sluice_bds *bs, struct sluice_aio_ctx *ctx)
 {
 	for (; bs; bs = bs->file) {
@@ -650,7 +645,7 @@ int coroutine_fn sluice_bds_co_pdiscard(struct sluice_bds *bs, uint64_t offset, 
 }
 
 /* Coroutine: write zeroes as buffers (the fallback when the driver cannot do it natively). */
-static int coroutine_fn bds_co_write_zero_buffers(struct sluice_bds *bs, uint64_t offset,
+static int coroutine_fn GRAPH_RDLOCK bds_co_write_zero_buffers(struct sluice_bds *bs, uint64_t offset,
 						  uint64_t bytes, int flags)
 {
 	size_t chunk = MIN(bytes, (uint64_t)ZERO_CHUNK);

@@ -72,6 +72,32 @@ struct sluice_block_driver {
 	int64_t (*get_allocated_size)(struct sluice_bds *bs);
 };
 
+/*
+ * The graph lock (graph-lock.c).  Readers are requests: the backend layer
+ * holds it shared for a request's life, in whichever IOThread runs it; it is
+ * a per-thread count, no shared cache line, while no writer is about.  The
+ * writer is the main thread changing the graph (closing a node, detaching a
+ * child, moving nodes between IOThreads), usually drained: it waits for
+ * every reader in the process to leave, and new readers park until it is
+ * done.  A reader must not take it again (the inner one would wait for a
+ * writer that waits for the outer one).
+ */
+struct TSA_CAPABILITY("graph-lock") sluice_graph_lock_cap {
+	int unused;
+};
+extern struct sluice_graph_lock_cap sluice_graph_lock;
+#define GRAPH_RDLOCK	TSA_REQUIRES_SHARED(sluice_graph_lock)
+#define GRAPH_WRLOCK	TSA_REQUIRES(sluice_graph_lock)
+
+/* Coroutine, any ctx. */
+void coroutine_fn sluice_graph_co_rdlock(void) TSA_ACQUIRE_SHARED(sluice_graph_lock);
+void coroutine_fn sluice_graph_co_rdunlock(void) TSA_RELEASE_SHARED(sluice_graph_lock);
+/* Main thread (or any thread that is not in a coroutine), not nested. */
+void sluice_graph_wrlock(void) TSA_ACQUIRE(sluice_graph_lock);
+void sluice_graph_wrunlock(void) TSA_RELEASE(sluice_graph_lock);
+/* Any thread: a writer holds the lock or waits for it. */
+bool sluice_graph_writer_active(void);
+
 /* A node of the graph. */
 struct sluice_bds {
 	const struct sluice_block_driver *drv;
@@ -108,24 +134,24 @@ struct sluice_aio_ctx *sluice_block_main_ctx(void);
 struct sluice_bds *sluice_bds_open(const char *filename, const char *fmt, int flags, char **errp);
 void sluice_bds_ref(struct sluice_bds *bs);
 void sluice_bds_unref(struct sluice_bds *bs);
-/* Main thread, drained: move @bs and its children to @ctx. */
-void sluice_bds_set_aio_context(struct sluice_bds *bs, struct sluice_aio_ctx *ctx);
+/* Main thread, drained, holding the graph writer lock: move @bs and its children to @ctx. */
+void sluice_bds_set_aio_context(struct sluice_bds *bs, struct sluice_aio_ctx *ctx) GRAPH_WRLOCK;
 const struct sluice_block_driver *sluice_bdrv_find_format(const char *name);
 int sluice_bdrv_create(const char *fmt, const char *filename, uint64_t size, const char *options,
 		       char **errp);
 
 /* Coroutine: the node-level request API (alignment, bounds and in-flight handled here). */
 int coroutine_fn sluice_bds_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
-				      struct iovec *iov, int niov, int flags);
+				      struct iovec *iov, int niov, int flags) GRAPH_RDLOCK;
 int coroutine_fn sluice_bds_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
-				       struct iovec *iov, int niov, int flags);
-int coroutine_fn sluice_bds_co_flush(struct sluice_bds *bs);
-int coroutine_fn sluice_bds_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes);
+				       struct iovec *iov, int niov, int flags) GRAPH_RDLOCK;
+int coroutine_fn sluice_bds_co_flush(struct sluice_bds *bs) GRAPH_RDLOCK;
+int coroutine_fn sluice_bds_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes) GRAPH_RDLOCK;
 int coroutine_fn sluice_bds_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
-					     int flags);
-int coroutine_fn sluice_bds_co_truncate(struct sluice_bds *bs, uint64_t size);
+					     int flags) GRAPH_RDLOCK;
+int coroutine_fn sluice_bds_co_truncate(struct sluice_bds *bs, uint64_t size) GRAPH_RDLOCK;
 int coroutine_fn sluice_bds_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
-					    uint64_t *pnum, uint64_t *map, struct sluice_bds **file);
+					    uint64_t *pnum, uint64_t *map, struct sluice_bds **file) GRAPH_RDLOCK;
 int64_t sluice_bds_getlength(struct sluice_bds *bs);
 
 /*
@@ -135,12 +161,6 @@ int64_t sluice_bds_getlength(struct sluice_bds *bs);
  */
 void sluice_bds_drained_begin(struct sluice_bds *bs);
 void sluice_bds_drained_end(struct sluice_bds *bs);
-
-/*
- * The graph lock: readers are requests (held for a request's life by the
- * backend layer); the writer is the main thread changing the graph, drained.
- */
-extern struct sluice_co_rwlock sluice_graph_lock;
 
 /*
  * The backend handle (BlockBackend): what users (virtio-blk, tools) hold.

@@ -45,7 +45,7 @@ void qcow2_cache_destroy(struct qcow2_cache *c)
 }
 
 /* Coroutine, image lock held: make @c's dependency durable before @c's tables are written. */
-static int coroutine_fn cache_co_flush_dependency(struct qcow2_state *s, struct qcow2_cache *c)
+static int coroutine_fn GRAPH_RDLOCK cache_co_flush_dependency(struct qcow2_state *s, struct qcow2_cache *c)
 	TSA_REQUIRES(s->lock)
 {
 	int ret;
@@ -67,7 +67,7 @@ static int coroutine_fn cache_co_flush_dependency(struct qcow2_state *s, struct 
 }
 
 /* Coroutine, image lock held: write one dirty entry back (after its dependencies). */
-static int coroutine_fn cache_co_entry_flush(struct qcow2_state *s, struct qcow2_cache *c,
+static int coroutine_fn GRAPH_RDLOCK cache_co_entry_flush(struct qcow2_state *s, struct qcow2_cache *c,
 					     struct qcow2_cache_entry *e) TSA_REQUIRES(s->lock)
 {
 	int ret;
@@ -85,7 +85,7 @@ static int coroutine_fn cache_co_entry_flush(struct qcow2_state *s, struct qcow2
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_cache_co_write(struct qcow2_state *s, struct qcow2_cache *c)
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_write(struct qcow2_state *s, struct qcow2_cache *c)
 {
 	unsigned int i;
 	int ret, first = 0;
@@ -99,7 +99,7 @@ int coroutine_fn qcow2_cache_co_write(struct qcow2_state *s, struct qcow2_cache 
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_cache_co_flush(struct qcow2_state *s, struct qcow2_cache *c)
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_flush(struct qcow2_state *s, struct qcow2_cache *c)
 {
 	int ret = qcow2_cache_co_write(s, c);
 	int ret2 = sluice_bds_co_flush(s->bs->file);
@@ -108,7 +108,7 @@ int coroutine_fn qcow2_cache_co_flush(struct qcow2_state *s, struct qcow2_cache 
 }
 
 /* Coroutine, image lock held: see qcow2.h.  Breaks cycles the way QEMU does: flush @dep's own dependency first. */
-int coroutine_fn qcow2_cache_co_set_dependency(struct qcow2_state *s, struct qcow2_cache *c,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_set_dependency(struct qcow2_state *s, struct qcow2_cache *c,
 					       struct qcow2_cache *dep)
 {
 	int ret;
@@ -148,7 +148,7 @@ static struct qcow2_cache_entry *cache_lookup(struct qcow2_cache *c, uint64_t of
  * Coroutine, image lock held: a slot for @offset: a free one or the least
  * recently used, written back first if dirty.
  */
-static int coroutine_fn cache_co_victim(struct qcow2_state *s, struct qcow2_cache *c,
+static int coroutine_fn GRAPH_RDLOCK cache_co_victim(struct qcow2_state *s, struct qcow2_cache *c,
 					struct qcow2_cache_entry **out) TSA_REQUIRES(s->lock)
 {
 	struct qcow2_cache_entry *victim = NULL;
@@ -174,7 +174,7 @@ static int coroutine_fn cache_co_victim(struct qcow2_state *s, struct qcow2_cach
 }
 
 /* Coroutine, image lock held: lookup or load. */
-static int coroutine_fn cache_co_do_get(struct qcow2_state *s, struct qcow2_cache *c,
+static int coroutine_fn GRAPH_RDLOCK cache_co_do_get(struct qcow2_state *s, struct qcow2_cache *c,
 					uint64_t offset, void **table, bool read) TSA_REQUIRES(s->lock)
 {
 	struct qcow2_cache_entry *e;
@@ -202,14 +202,14 @@ static int coroutine_fn cache_co_do_get(struct qcow2_state *s, struct qcow2_cach
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_cache_co_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t offset,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t offset,
 				    void **table)
 {
 	return cache_co_do_get(s, c, offset, table, true);
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_cache_co_get_empty(struct qcow2_state *s, struct qcow2_cache *c,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_get_empty(struct qcow2_state *s, struct qcow2_cache *c,
 					  uint64_t offset, void **table)
 {
 	return cache_co_do_get(s, c, offset, table, false);

@@ -43,7 +43,7 @@ static void check_inc(struct check_ctx *c, uint64_t offset, uint64_t len)
  * Coroutine, image lock held: count what the L2 table at @l2_off points at;
  * @active: the table belongs to the active L1 (allocation statistics).
  */
-static int coroutine_fn check_l2(struct qcow2_state *s, struct check_ctx *c, uint64_t l2_off, bool active,
+static int coroutine_fn GRAPH_RDLOCK check_l2(struct qcow2_state *s, struct check_ctx *c, uint64_t l2_off, bool active,
 				 uint64_t *next_contig) TSA_REQUIRES(s->lock)
 {
 	uint64_t n = 1ull << s->l2_bits, i;
@@ -99,7 +99,7 @@ static int coroutine_fn check_l2(struct qcow2_state *s, struct check_ctx *c, uin
 }
 
 /* Coroutine, image lock held: count an L1 table (host-endian @l1 of @n entries) and its L2 tables. */
-static int coroutine_fn check_l1(struct qcow2_state *s, struct check_ctx *c, const uint64_t *l1, uint64_t n, bool active)
+static int coroutine_fn GRAPH_RDLOCK check_l1(struct qcow2_state *s, struct check_ctx *c, const uint64_t *l1, uint64_t n, bool active)
 	TSA_REQUIRES(s->lock)
 {
 	uint64_t next_contig = 0, i;
@@ -127,7 +127,7 @@ static int coroutine_fn check_l1(struct qcow2_state *s, struct check_ctx *c, con
 }
 
 /* Coroutine, image lock held: the snapshots' L1 tables and what they point at. */
-static int coroutine_fn check_snapshots(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK check_snapshots(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
 {
 	uint64_t i, j;
 	int ret;
@@ -166,7 +166,7 @@ static int coroutine_fn check_snapshots(struct qcow2_state *s, struct check_ctx 
  * bitmaps are valid, their directory, bitmap tables and data clusters are
  * referenced (sluice does not use them, but must not call them leaks).
  */
-static int coroutine_fn check_bitmaps(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK check_bitmaps(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
 {
 	uint64_t pos, j, *table;
 	uint8_t *dir;
@@ -244,7 +244,7 @@ static bool rt_entry_valid(struct qcow2_state *s, struct check_ctx *c, uint64_t 
 }
 
 /* Coroutine, image lock held: the image's refcount of host cluster @i (0 where no valid block says otherwise). */
-static int coroutine_fn disk_refcount(struct qcow2_state *s, struct check_ctx *c, uint64_t i, uint64_t *ref)
+static int coroutine_fn GRAPH_RDLOCK disk_refcount(struct qcow2_state *s, struct check_ctx *c, uint64_t i, uint64_t *ref)
 	TSA_REQUIRES(s->lock)
 {
 	uint64_t rt = i >> s->rb_bits;
@@ -256,7 +256,7 @@ static int coroutine_fn disk_refcount(struct qcow2_state *s, struct check_ctx *c
 }
 
 /* Coroutine, image lock held: COPIED must be set exactly where the refcount is 1 (active tables). */
-static int coroutine_fn check_copied(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK check_copied(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
 {
 	uint64_t i, j, ref;
 	int ret;
@@ -337,7 +337,7 @@ static int coroutine_fn check_copied(struct qcow2_state *s, struct check_ctx *c)
 }
 
 /* Coroutine, image lock held: one pass: count, compare, repair what @c->fix allows. */
-static int coroutine_fn check_pass(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK check_pass(struct qcow2_state *s, struct check_ctx *c) TSA_REQUIRES(s->lock)
 {
 	int64_t flen = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
 	uint64_t i, end = 0, ref, max_used = 0;
@@ -457,7 +457,7 @@ struct check_args {
 };
 
 /* Coroutine: the check (and the repair, then a second check) under the image lock. */
-static int coroutine_fn check_body(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK check_body(void *opaque)
 {
 	struct check_args *a = opaque;
 	struct qcow2_state *s = a->s;
@@ -522,7 +522,7 @@ int qcow2_check(struct sluice_bds *bs, int fix, struct qcow2_check_result *res)
  * compressed cluster holds one reference to the host cluster), else a new
  * cluster.  Returns the host byte offset or -errno.
  */
-static int64_t coroutine_fn alloc_bytes(struct qcow2_state *s, uint64_t len) TSA_REQUIRES(s->lock)
+static int64_t coroutine_fn GRAPH_RDLOCK alloc_bytes(struct qcow2_state *s, uint64_t len) TSA_REQUIRES(s->lock)
 {
 	uint64_t off = s->free_byte_offset, nb;
 	int64_t a;
@@ -546,7 +546,7 @@ static int64_t coroutine_fn alloc_bytes(struct qcow2_state *s, uint64_t len) TSA
 }
 
 /* Coroutine in the node's ctx: see qcow2.h. */
-int coroutine_fn qcow2_co_pwrite_compressed(struct sluice_bds *bs, uint64_t offset, const void *buf)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_pwrite_compressed(struct sluice_bds *bs, uint64_t offset, const void *buf)
 {
 	struct qcow2_state *s = bs->opaque;
 	uint64_t *l2, old, nsect, desc;

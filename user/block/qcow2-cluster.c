@@ -20,7 +20,7 @@ enum qcow2_cluster_type qcow2_l2e_type(const struct qcow2_state *s, uint64_t l2e
 }
 
 /* Image lock held: the L2 table offset of L1 entry @l1_index (0: none), or -EIO if the entry is bad. */
-static int64_t coroutine_fn l2_offset(struct qcow2_state *s, uint64_t l1_index) TSA_REQUIRES(s->lock)
+static int64_t coroutine_fn GRAPH_RDLOCK l2_offset(struct qcow2_state *s, uint64_t l1_index) TSA_REQUIRES(s->lock)
 {
 	uint64_t off;
 
@@ -39,7 +39,7 @@ static int64_t coroutine_fn l2_offset(struct qcow2_state *s, uint64_t l1_index) 
  * copied from @old (a table shared with a snapshot) or zeroed.  The table
  * and its refcount reach the disk before the L1 entry that points at it.
  */
-static int coroutine_fn l2_co_allocate(struct qcow2_state *s, uint64_t l1_index, uint64_t old,
+static int coroutine_fn GRAPH_RDLOCK l2_co_allocate(struct qcow2_state *s, uint64_t l1_index, uint64_t old,
 				       uint64_t **l2) TSA_REQUIRES(s->lock)
 {
 	uint64_t nb, be;
@@ -102,7 +102,7 @@ out_free:
 }
 
 /* Coroutine, image lock held: see qcow2.h.  *@l2 is NULL when there is no table (and !@alloc). */
-int coroutine_fn qcow2_co_get_l2(struct qcow2_state *s, uint64_t offset, bool alloc, uint64_t **l2,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_l2(struct qcow2_state *s, uint64_t offset, bool alloc, uint64_t **l2,
 				 unsigned int *index)
 {
 	uint64_t l1_index = offset >> (s->cluster_bits + s->l2_bits);
@@ -134,7 +134,7 @@ int coroutine_fn qcow2_co_get_l2(struct qcow2_state *s, uint64_t offset, bool al
 }
 
 /* Image lock held: is @l2e a valid entry?  -EIO (image marked corrupt) if not. */
-static int coroutine_fn check_l2e(struct qcow2_state *s, uint64_t l2e, uint64_t guest)
+static int coroutine_fn GRAPH_RDLOCK check_l2e(struct qcow2_state *s, uint64_t l2e, uint64_t guest)
 	TSA_REQUIRES(s->lock)
 {
 	enum qcow2_cluster_type t = qcow2_l2e_type(s, l2e);
@@ -152,7 +152,7 @@ static int coroutine_fn check_l2e(struct qcow2_state *s, uint64_t l2e, uint64_t 
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_get_mapping(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_mapping(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 				      struct qcow2_map *map)
 {
 	uint64_t in_cluster = qcow2_offset_into_cluster(s, offset);
@@ -203,7 +203,7 @@ int coroutine_fn qcow2_co_get_mapping(struct qcow2_state *s, uint64_t offset, ui
 }
 
 /* Coroutine, image lock held: see qcow2.h.  The range stays inside one L2 table. */
-int coroutine_fn qcow2_co_link_l2(struct qcow2_state *s, uint64_t offset, uint64_t n, uint64_t host)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_link_l2(struct qcow2_state *s, uint64_t offset, uint64_t n, uint64_t host)
 {
 	uint64_t *l2, *old;
 	unsigned int index;
@@ -251,7 +251,7 @@ out_free:
 }
 
 /* Coroutine, image lock held: see qcow2.h.  The range stays inside one L2 table. */
-int coroutine_fn qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset, uint64_t n,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset, uint64_t n,
 					  bool zero, bool keep_alloc)
 {
 	bool has_backing = s->backing != NULL;
@@ -319,7 +319,7 @@ out_free:
  * Coroutine, image lock held: @n contiguous clusters (L1 tables must be
  * contiguous).  Returns the host offset or -errno.
  */
-static int64_t coroutine_fn alloc_contiguous(struct qcow2_state *s, uint64_t n) TSA_REQUIRES(s->lock)
+static int64_t coroutine_fn GRAPH_RDLOCK alloc_contiguous(struct qcow2_state *s, uint64_t n) TSA_REQUIRES(s->lock)
 {
 	for (;;) {
 		uint64_t nb;
@@ -340,7 +340,7 @@ static int64_t coroutine_fn alloc_contiguous(struct qcow2_state *s, uint64_t n) 
  * synced, then the header switched (l1_size and l1_table_offset in one
  * write), then the old table freed.
  */
-int coroutine_fn qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries)
 {
 	uint64_t bytes, clusters, i, old_off = s->l1_table_offset;
 	uint64_t old_bytes = (uint64_t)s->l1_size * 8;

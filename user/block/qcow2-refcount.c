@@ -59,7 +59,7 @@ void qcow2_rb_set(const struct qcow2_state *s, void *rb, uint64_t index, uint64_
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_grow_file(struct qcow2_state *s, uint64_t end)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_file(struct qcow2_state *s, uint64_t end)
 {
 	int64_t cur = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
 
@@ -69,7 +69,7 @@ int coroutine_fn qcow2_co_grow_file(struct qcow2_state *s, uint64_t end)
 }
 
 /* Image lock held: host offset of refcount block @rt_index (0: none), or -EIO for a bad entry. */
-static int64_t coroutine_fn rb_offset(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
+static int64_t coroutine_fn GRAPH_RDLOCK rb_offset(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
 {
 	uint64_t e;
 
@@ -84,7 +84,7 @@ static int64_t coroutine_fn rb_offset(struct qcow2_state *s, uint64_t rt_index) 
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_get_refcount(struct qcow2_state *s, uint64_t cluster_index, uint64_t *ref)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_refcount(struct qcow2_state *s, uint64_t cluster_index, uint64_t *ref)
 {
 	int64_t off = rb_offset(s, cluster_index >> s->rb_bits);
 	void *rb;
@@ -108,7 +108,7 @@ int coroutine_fn qcow2_co_get_refcount(struct qcow2_state *s, uint64_t cluster_i
  * table cannot describe, so they describe themselves.  Order: blocks and
  * table written and synced, then the header switched, then the old table freed.
  */
-static int coroutine_fn grow_reftable(struct qcow2_state *s, uint64_t min_index) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK grow_reftable(struct qcow2_state *s, uint64_t min_index) TSA_REQUIRES(s->lock)
 {
 	uint64_t old_entries = s->refcount_table_entries;
 	uint64_t rbe = 1ull << s->rb_bits;
@@ -199,7 +199,7 @@ out_free:
  * if metadata was placed (the caller's view of free space changed), 0 if
  * nothing was needed, -errno.
  */
-static int coroutine_fn ensure_refblock(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK ensure_refblock(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
 {
 	uint64_t off = (rt_index << s->rb_bits) << s->cluster_bits;
 	uint64_t be, idx, ref, self_index = 0;
@@ -270,7 +270,7 @@ err_drop:
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset, uint64_t len,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset, uint64_t len,
 					  int delta)
 {
 	uint64_t first = offset >> s->cluster_bits;
@@ -329,7 +329,7 @@ int coroutine_fn qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int64_t coroutine_fn qcow2_co_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *nb_out)
+int64_t coroutine_fn GRAPH_RDLOCK qcow2_co_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *nb_out)
 {
 	uint64_t start, len, idx, ref, rt;
 	int ret;
@@ -382,13 +382,13 @@ restart:
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)
 {
 	return qcow2_co_update_refcount(s, offset, len, -1);
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_free_l2_entry(struct qcow2_state *s, uint64_t l2e)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_free_l2_entry(struct qcow2_state *s, uint64_t l2e)
 {
 	uint64_t off, nb;
 

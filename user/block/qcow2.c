@@ -45,7 +45,9 @@ static void coroutine_fn qcow2_sync_entry(void *opaque)
 {
 	struct qcow2_sync *c = opaque;
 
+	sluice_graph_co_rdlock();
 	c->ret = c->fn(c->opaque);
+	sluice_graph_co_rdunlock();
 	c->done = true;
 }
 
@@ -70,7 +72,7 @@ int qcow2_run_sync(int (*fn)(void *opaque), void *opaque)
 /* ---- host I/O, overlap checks, corruption ---- */
 
 /* Coroutine: see qcow2.h. */
-int coroutine_fn qcow2_co_read_file(struct qcow2_state *s, uint64_t offset, void *buf, uint64_t len)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_read_file(struct qcow2_state *s, uint64_t offset, void *buf, uint64_t len)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	int64_t flen = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
@@ -158,7 +160,7 @@ static const char *ol_name(unsigned int ol)
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
 					  uint64_t len)
 {
 	unsigned int ol = qcow2_co_check_overlap(s, ign, offset, len);
@@ -171,7 +173,7 @@ int coroutine_fn qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ig
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, const void *buf,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, const void *buf,
 				     uint64_t len, unsigned int ign)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
@@ -186,7 +188,7 @@ int coroutine_fn qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, con
 }
 
 /* Coroutine, image lock held: see qcow2.h. */
-int coroutine_fn qcow2_co_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
 {
 	uint8_t be[8];
 	struct iovec iov = { .iov_base = be, .iov_len = sizeof(be) };
@@ -301,7 +303,7 @@ static void qiov_free(struct qcow2_iov *q)
 }
 
 /* Coroutine: read guest bytes of the backing file (zeros past its end) into @iov at @skip. */
-static int coroutine_fn read_backing(struct qcow2_state *s, uint64_t offset, uint64_t len,
+static int coroutine_fn GRAPH_RDLOCK read_backing(struct qcow2_state *s, uint64_t offset, uint64_t len,
 				     const struct iovec *iov, int niov, uint64_t skip)
 {
 	int64_t blen = __atomic_load_n(&s->backing->total_bytes, __ATOMIC_RELAXED);
@@ -326,7 +328,7 @@ static int coroutine_fn read_backing(struct qcow2_state *s, uint64_t offset, uin
 }
 
 /* Coroutine: a compressed cluster's bytes [in_cluster, in_cluster + len) into @iov at @skip. */
-static int coroutine_fn read_compressed(struct qcow2_state *s, uint64_t l2e, uint64_t in_cluster,
+static int coroutine_fn GRAPH_RDLOCK read_compressed(struct qcow2_state *s, uint64_t l2e, uint64_t in_cluster,
 					uint64_t len, const struct iovec *iov, int niov, uint64_t skip)
 {
 	uint64_t host = l2e & s->cluster_offset_mask;
@@ -359,7 +361,7 @@ out_free:
  * past the guest size, for COW of the last cluster).  Takes the image lock
  * for each mapping lookup; data is read without it.
  */
-static int coroutine_fn qcow2_co_do_read(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_do_read(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 					 const struct iovec *iov, int niov)
 {
 	uint64_t done = 0;
@@ -416,7 +418,7 @@ static int coroutine_fn qcow2_co_do_read(struct qcow2_state *s, uint64_t offset,
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn qcow2_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 					struct iovec *iov, int niov, int flags)
 {
 	return qcow2_co_do_read(bs->opaque, offset, bytes, iov, niov);
@@ -429,7 +431,7 @@ static int coroutine_fn qcow2_co_preadv(struct sluice_bds *bs, uint64_t offset, 
  * write guest data plus the copy-on-write head and tail of the clusters
  * to the new host clusters at @host.
  */
-static int coroutine_fn write_with_cow(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK write_with_cow(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 				       const struct iovec *iov, int niov, uint64_t skip, uint64_t host,
 				       uint64_t nb)
 {
@@ -491,7 +493,7 @@ out_free:
  * last.  One ALLOC request per cluster at a time, so two writers never
  * allocate the same guest cluster twice.
  */
-static int coroutine_fn qcow2_co_do_write(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_do_write(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 					  const struct iovec *iov, int niov, uint64_t skip)
 {
 	uint64_t done = 0;
@@ -598,8 +600,8 @@ out_unlock:
 }
 
 /* Coroutine in the node's ctx.  FUA: the write and the metadata it needs are made stable. */
-static int coroutine_fn qcow2_co_flush(struct sluice_bds *bs);
-static int coroutine_fn qcow2_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_flush(struct sluice_bds *bs);
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 					 struct iovec *iov, int niov, int flags)
 {
 	struct qcow2_state *s = bs->opaque;
@@ -614,7 +616,7 @@ static int coroutine_fn qcow2_co_pwritev(struct sluice_bds *bs, uint64_t offset,
 }
 
 /* Coroutine in the node's ctx: dirty metadata to the file (L2 after refcounts), then sync it. */
-static int coroutine_fn qcow2_co_flush(struct sluice_bds *bs)
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_flush(struct sluice_bds *bs)
 {
 	struct qcow2_state *s = bs->opaque;
 	int ret, ret2;
@@ -636,7 +638,7 @@ static int coroutine_fn qcow2_co_flush(struct sluice_bds *bs)
  * [offset, offset + bytes) (cluster aligned), one L2 table at a time,
  * after every overlapping request in flight.
  */
-static int coroutine_fn qcow2_co_clusters_op(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_clusters_op(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 					     bool zero, bool keep_alloc)
 {
 	uint64_t l2_span = s->cluster_size << s->l2_bits;
@@ -659,7 +661,7 @@ static int coroutine_fn qcow2_co_clusters_op(struct qcow2_state *s, uint64_t off
 }
 
 /* Coroutine in the node's ctx: whole clusters only (discard is advisory). */
-static int coroutine_fn qcow2_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
 {
 	struct qcow2_state *s = bs->opaque;
 	uint64_t start = (offset + s->cluster_size - 1) & ~(s->cluster_size - 1);
@@ -680,7 +682,7 @@ static int coroutine_fn qcow2_co_pdiscard(struct sluice_bds *bs, uint64_t offset
 }
 
 /* Coroutine: write zero buffers over guest [offset, offset + len) (partial clusters). */
-static int coroutine_fn write_zero_buf(struct qcow2_state *s, uint64_t offset, uint64_t len)
+static int coroutine_fn GRAPH_RDLOCK write_zero_buf(struct qcow2_state *s, uint64_t offset, uint64_t len)
 {
 	struct iovec iov;
 	void *buf;
@@ -698,7 +700,7 @@ static int coroutine_fn write_zero_buf(struct qcow2_state *s, uint64_t offset, u
 }
 
 /* Coroutine in the node's ctx: zero clusters (v3) for whole clusters, zero buffers for the partial ends. */
-static int coroutine_fn qcow2_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset,
 					       uint64_t bytes, int flags)
 {
 	struct qcow2_state *s = bs->opaque;
@@ -740,7 +742,7 @@ out_fua:
  * the size in the header; the new area reads as zeros even over a longer
  * backing file (zero clusters), as QEMU does.
  */
-static int coroutine_fn qcow2_co_truncate(struct sluice_bds *bs, uint64_t size)
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_truncate(struct sluice_bds *bs, uint64_t size)
 {
 	struct qcow2_state *s = bs->opaque;
 	uint64_t old, tail_end;
@@ -794,7 +796,7 @@ out_unlock:
 }
 
 /* Coroutine in the node's ctx: what backs [offset, offset + bytes). */
-static int coroutine_fn qcow2_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 					      uint64_t *pnum, uint64_t *map, struct sluice_bds **file)
 {
 	struct qcow2_state *s = bs->opaque;
@@ -1081,7 +1083,7 @@ static int coroutine_fn parse_header(struct qcow2_state *s, struct qcow2_open_ct
 }
 
 /* Coroutine: read the snapshot table's L1 locations (for overlap checks), bounded. */
-static int coroutine_fn load_snapshots(struct qcow2_open_ctx *o)
+static int coroutine_fn GRAPH_RDLOCK load_snapshots(struct qcow2_open_ctx *o)
 {
 	struct qcow2_state *s = o->s;
 	uint64_t pos = s->snapshots_offset, i;
@@ -1134,7 +1136,7 @@ static int coroutine_fn load_snapshots(struct qcow2_open_ctx *o)
 }
 
 /* Coroutine: clear the autoclear bits we do not maintain (bitmaps): we are about to write. */
-static int coroutine_fn clear_autoclear(struct qcow2_state *s) TSA_REQUIRES(s->lock)
+static int coroutine_fn GRAPH_RDLOCK clear_autoclear(struct qcow2_state *s) TSA_REQUIRES(s->lock)
 {
 	uint8_t be[8];
 	int ret;
@@ -1150,7 +1152,7 @@ static int coroutine_fn clear_autoclear(struct qcow2_state *s) TSA_REQUIRES(s->l
 }
 
 /* Coroutine: the whole open sequence after the first bytes were checked. */
-static int coroutine_fn qcow2_co_open_body(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_open_body(void *opaque)
 {
 	struct qcow2_open_ctx *o = opaque;
 	struct qcow2_state *s = o->s;
@@ -1397,7 +1399,7 @@ err_free_state:
 }
 
 /* Coroutine: write back dirty metadata and sync. */
-static int coroutine_fn qcow2_co_close_body(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK qcow2_co_close_body(void *opaque)
 {
 	struct sluice_bds *bs = opaque;
 	int ret = qcow2_co_flush(bs);
@@ -1536,7 +1538,7 @@ struct qcow2_create_ctx {
 };
 
 /* Coroutine: the minimal image: header, refcount table at cluster 1, refcount block at cluster 2. */
-static int coroutine_fn create_write_base(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK create_write_base(void *opaque)
 {
 	struct qcow2_create_ctx *c = opaque;
 	struct qcow2_create_opts *o = c->opts;
@@ -1579,7 +1581,7 @@ static int coroutine_fn create_write_base(void *opaque)
 }
 
 /* Coroutine: grow the new image to its size (allocates the L1 table through the normal path). */
-static int coroutine_fn create_grow(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK create_grow(void *opaque)
 {
 	struct qcow2_create_ctx *c = opaque;
 	int ret = sluice_bds_co_truncate(c->image, c->size);
@@ -1594,7 +1596,7 @@ static int coroutine_fn create_grow(void *opaque)
  * new image's area is not zeroed over it): the extension area is rewritten
  * (it held only the end marker), then backing_file_offset/size.
  */
-static int coroutine_fn create_set_backing(void *opaque)
+static int coroutine_fn GRAPH_RDLOCK create_set_backing(void *opaque)
 {
 	struct qcow2_create_ctx *c = opaque;
 	struct qcow2_create_opts *o = c->opts;
@@ -1757,7 +1759,7 @@ unsigned int qcow2_cluster_bits(struct sluice_bds *bs)
  * clusters), each with its host offset and whether it may be written in
  * place (COPIED: refcount 1).  Up to @max runs; returns how many, or -errno.
  */
-int coroutine_fn qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 				      struct qcow2_extent *out, unsigned int max)
 {
 	struct qcow2_state *s = bs->opaque;

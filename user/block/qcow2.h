@@ -251,22 +251,26 @@ static inline void put_be64(uint8_t *p, uint64_t v)
 
 /* ---- qcow2.c ---- */
 
-/* Main thread (or a coroutine: then called directly): run @fn(@opaque) in a coroutine, polling this thread's ctx. */
+/*
+ * Main thread (or a coroutine: then called directly): run @fn(@opaque) in a
+ * coroutine, polling this thread's ctx.  @fn runs with the graph lock shared:
+ * taken here for a main-thread caller; a coroutine caller holds it already.
+ */
 int qcow2_run_sync(int (*fn)(void *opaque), void *opaque);
 
 /* Coroutine, image lock held: write @len bytes of @buf at host @offset after an overlap check against @ign-less metadata. */
-int coroutine_fn qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, const void *buf,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_write_meta(struct qcow2_state *s, uint64_t offset, const void *buf,
 				     uint64_t len, unsigned int ign) TSA_REQUIRES(s->lock);
 /* Coroutine: read @len bytes at host @offset into @buf. */
-int coroutine_fn qcow2_co_read_file(struct qcow2_state *s, uint64_t offset, void *buf, uint64_t len);
+int coroutine_fn GRAPH_RDLOCK qcow2_co_read_file(struct qcow2_state *s, uint64_t offset, void *buf, uint64_t len);
 /* Coroutine, image lock held: mark the image corrupt (header bit, in memory), log why; returns -EIO. */
-int coroutine_fn qcow2_co_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_signal_corruption(struct qcow2_state *s, const char *fmt, ...)
 	TSA_REQUIRES(s->lock) __attribute__((format(printf, 2, 3)));
 /* Coroutine, image lock held: 0 if [offset, offset+len) touches no metadata outside @ign, else QCOW2_OL_* hit. */
 unsigned int coroutine_fn qcow2_co_check_overlap(struct qcow2_state *s, unsigned int ign,
 						 uint64_t offset, uint64_t len) TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: overlap check that marks the image corrupt on a hit (-EIO). */
-int coroutine_fn qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
 					  uint64_t len) TSA_REQUIRES(s->lock);
 
 /* ---- qcow2-cache.c ---- */
@@ -277,48 +281,48 @@ int qcow2_cache_init(struct qcow2_state *s, struct qcow2_cache *c, unsigned int 
 /* Close: free the tables (dirty ones must have been flushed). */
 void qcow2_cache_destroy(struct qcow2_cache *c);
 /* Coroutine, image lock held: the table at @offset, read if not cached.  Valid until the lock is dropped. */
-int coroutine_fn qcow2_cache_co_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t offset,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_get(struct qcow2_state *s, struct qcow2_cache *c, uint64_t offset,
 				    void **table) TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: a slot for a new table at @offset, not read (caller fills it and marks it dirty). */
-int coroutine_fn qcow2_cache_co_get_empty(struct qcow2_state *s, struct qcow2_cache *c,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_get_empty(struct qcow2_state *s, struct qcow2_cache *c,
 					  uint64_t offset, void **table) TSA_REQUIRES(s->lock);
 /* Image lock held: the table (from get) was modified. */
 void qcow2_cache_mark_dirty(struct qcow2_cache *c, const void *table);
 /* Image lock held: forget the table at @offset (the cluster was freed); its contents are dropped. */
 void qcow2_cache_discard(struct qcow2_cache *c, uint64_t offset);
 /* Image lock held: @c's dirty tables may only be written after @dep is flushed. */
-int coroutine_fn qcow2_cache_co_set_dependency(struct qcow2_state *s, struct qcow2_cache *c,
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_set_dependency(struct qcow2_state *s, struct qcow2_cache *c,
 					       struct qcow2_cache *dep) TSA_REQUIRES(s->lock);
 /* Image lock held: @c's dirty tables may only be written after a file flush. */
 void qcow2_cache_depends_on_flush(struct qcow2_cache *c);
 /* Coroutine, image lock held: write every dirty table (dependencies first), no final sync. */
-int coroutine_fn qcow2_cache_co_write(struct qcow2_state *s, struct qcow2_cache *c)
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_write(struct qcow2_state *s, struct qcow2_cache *c)
 	TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: write every dirty table, then sync the file. */
-int coroutine_fn qcow2_cache_co_flush(struct qcow2_state *s, struct qcow2_cache *c)
+int coroutine_fn GRAPH_RDLOCK qcow2_cache_co_flush(struct qcow2_state *s, struct qcow2_cache *c)
 	TSA_REQUIRES(s->lock);
 
 /* ---- qcow2-refcount.c ---- */
 
 /* Coroutine, image lock held: refcount of host cluster @cluster_index into *@ref. */
-int coroutine_fn qcow2_co_get_refcount(struct qcow2_state *s, uint64_t cluster_index, uint64_t *ref)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_refcount(struct qcow2_state *s, uint64_t cluster_index, uint64_t *ref)
 	TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: add @delta to the refcounts of the host clusters covering [offset, offset+len). */
-int coroutine_fn qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset, uint64_t len,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_update_refcount(struct qcow2_state *s, uint64_t offset, uint64_t len,
 					  int delta) TSA_REQUIRES(s->lock);
 /*
  * Coroutine, image lock held: allocate up to @n contiguous host clusters
  * (at least one); *@nb_out gets how many.  Returns the host offset or -errno.
  */
-int64_t coroutine_fn qcow2_co_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *nb_out)
+int64_t coroutine_fn GRAPH_RDLOCK qcow2_co_alloc_clusters(struct qcow2_state *s, uint64_t n, uint64_t *nb_out)
 	TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: drop one reference to each cluster of [offset, offset+len). */
-int coroutine_fn qcow2_co_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_free_clusters(struct qcow2_state *s, uint64_t offset, uint64_t len)
 	TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: free what a (compressed or normal) L2 entry points at. */
-int coroutine_fn qcow2_co_free_l2_entry(struct qcow2_state *s, uint64_t l2e) TSA_REQUIRES(s->lock);
+int coroutine_fn GRAPH_RDLOCK qcow2_co_free_l2_entry(struct qcow2_state *s, uint64_t l2e) TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: make the protocol node at least @end bytes long (writes past its end fail). */
-int coroutine_fn qcow2_co_grow_file(struct qcow2_state *s, uint64_t end) TSA_REQUIRES(s->lock);
+int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_file(struct qcow2_state *s, uint64_t end) TSA_REQUIRES(s->lock);
 /* Refcount block entry helpers (pure). */
 uint64_t qcow2_rb_get(const struct qcow2_state *s, const void *rb, uint64_t index);
 void qcow2_rb_set(const struct qcow2_state *s, void *rb, uint64_t index, uint64_t value);
@@ -334,7 +338,7 @@ struct qcow2_extent {
 };
 
 unsigned int qcow2_cluster_bits(struct sluice_bds *bs);
-int coroutine_fn qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_extents(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 				      struct qcow2_extent *out, unsigned int max);
 
 /* ---- qcow2-cluster.c ---- */
@@ -349,29 +353,29 @@ struct qcow2_map {
 };
 
 /* Coroutine, image lock held: how guest @offset is stored, for up to @bytes (stops at a change of kind or L2 table). */
-int coroutine_fn qcow2_co_get_mapping(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_mapping(struct qcow2_state *s, uint64_t offset, uint64_t bytes,
 				      struct qcow2_map *map) TSA_REQUIRES(s->lock);
 /* Pure: the type of an L2 entry. */
 enum qcow2_cluster_type qcow2_l2e_type(const struct qcow2_state *s, uint64_t l2e);
 /* Coroutine, image lock held: the L2 table for guest @offset (allocated/COWed when @alloc) and the index in it. */
-int coroutine_fn qcow2_co_get_l2(struct qcow2_state *s, uint64_t offset, bool alloc,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_get_l2(struct qcow2_state *s, uint64_t offset, bool alloc,
 				 uint64_t **l2, unsigned int *index) TSA_REQUIRES(s->lock);
 /*
  * Coroutine, image lock held: point the L2 entries of guest clusters
  * [offset, offset + n clusters) at @host.. (COPIED); frees what they
  * pointed at before.  Data must already be written.
  */
-int coroutine_fn qcow2_co_link_l2(struct qcow2_state *s, uint64_t offset, uint64_t n, uint64_t host)
+int coroutine_fn GRAPH_RDLOCK qcow2_co_link_l2(struct qcow2_state *s, uint64_t offset, uint64_t n, uint64_t host)
 	TSA_REQUIRES(s->lock);
 /*
  * Coroutine, image lock held: make whole guest clusters [offset, offset +
  * n clusters) zero (@zero, v3) or unallocated, freeing host clusters unless
  * @keep_alloc (zero only).
  */
-int coroutine_fn qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset, uint64_t n,
+int coroutine_fn GRAPH_RDLOCK qcow2_co_zero_or_discard(struct qcow2_state *s, uint64_t offset, uint64_t n,
 					  bool zero, bool keep_alloc) TSA_REQUIRES(s->lock);
 /* Coroutine, image lock held: grow the L1 table to @entries. */
-int coroutine_fn qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries) TSA_REQUIRES(s->lock);
+int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_l1(struct qcow2_state *s, uint64_t entries) TSA_REQUIRES(s->lock);
 
 /* ---- qcow2-compress.c ---- */
 
@@ -416,7 +420,7 @@ int qcow2_check(struct sluice_bds *bs, int fix, struct qcow2_check_result *res);
  * as a normal cluster.  For convert -c: not overlap-safe against concurrent
  * writes to the same cluster.
  */
-int coroutine_fn qcow2_co_pwrite_compressed(struct sluice_bds *bs, uint64_t offset, const void *buf);
+int coroutine_fn GRAPH_RDLOCK qcow2_co_pwrite_compressed(struct sluice_bds *bs, uint64_t offset, const void *buf);
 
 /* What 'info' shows of a qcow2 node (any thread, a snapshot of the state). */
 struct qcow2_info {

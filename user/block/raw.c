@@ -19,46 +19,46 @@ static int raw_open(struct sluice_bds *bs, const char *filename, int flags, char
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn raw_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK raw_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 				      struct iovec *iov, int niov, int flags)
 {
 	return sluice_bds_co_preadv(bs->file, offset, bytes, iov, niov, flags);
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn raw_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK raw_co_pwritev(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 				       struct iovec *iov, int niov, int flags)
 {
 	return sluice_bds_co_pwritev(bs->file, offset, bytes, iov, niov, flags);
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn raw_co_flush(struct sluice_bds *bs)
+static int coroutine_fn GRAPH_RDLOCK raw_co_flush(struct sluice_bds *bs)
 {
 	return sluice_bds_co_flush(bs->file);
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn raw_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
+static int coroutine_fn GRAPH_RDLOCK raw_co_pdiscard(struct sluice_bds *bs, uint64_t offset, uint64_t bytes)
 {
 	return sluice_bds_co_pdiscard(bs->file, offset, bytes);
 }
 
 /* Coroutine in the node's ctx; the child falls back to writing buffers if it must. */
-static int coroutine_fn raw_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset,
+static int coroutine_fn GRAPH_RDLOCK raw_co_pwrite_zeroes(struct sluice_bds *bs, uint64_t offset,
 					     uint64_t bytes, int flags)
 {
 	return sluice_bds_co_pwrite_zeroes(bs->file, offset, bytes, flags);
 }
 
 /* Coroutine in the node's ctx. */
-static int coroutine_fn raw_co_truncate(struct sluice_bds *bs, uint64_t size)
+static int coroutine_fn GRAPH_RDLOCK raw_co_truncate(struct sluice_bds *bs, uint64_t size)
 {
 	return sluice_bds_co_truncate(bs->file, size);
 }
 
 /* Coroutine in the node's ctx: the child's answer, same offsets. */
-static int coroutine_fn raw_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK raw_co_block_status(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
 					    uint64_t *pnum, uint64_t *map, struct sluice_bds **file)
 {
 	return sluice_bds_co_block_status(bs->file, offset, bytes, pnum, map, file);

@@ -608,7 +608,7 @@ out:
  * layer that allocates it (its depth in *@depth), else the bottom layer's
  * answer.  Past the end of a shorter backing file: zeros.
  */
-static int coroutine_fn chain_block_status(struct sluice_bds *top, uint64_t off, uint64_t bytes,
+static int coroutine_fn GRAPH_RDLOCK chain_block_status(struct sluice_bds *top, uint64_t off, uint64_t bytes,
 					   int *depth, uint64_t *pnum, uint64_t *map,
 					   struct sluice_bds **file)
 {
@@ -678,7 +678,7 @@ static void map_print(struct map_job *j, const struct map_entry *e)
 	}
 }
 
-static void coroutine_fn map_co(void *opaque)
+static void coroutine_fn GRAPH_RDLOCK map_co_locked(void *opaque)
 {
 	struct map_job *j = opaque;
 	uint64_t off = 0;
@@ -724,6 +724,14 @@ static void coroutine_fn map_co(void *opaque)
 		map_print(j, &j->cur);
 	if (j->json)
 		printf("%s]\n", j->any ? "" : "[");
+}
+
+/* Coroutine: map_co_locked() under the graph lock (node-level calls only). */
+static void coroutine_fn map_co(void *opaque)
+{
+	sluice_graph_co_rdlock();
+	map_co_locked(opaque);
+	sluice_graph_co_rdunlock();
 }
 
 static int img_map(int argc, char **argv)
@@ -886,7 +894,10 @@ static void coroutine_fn convert_co(void *opaque)
 		struct iovec iov;
 		int depth;
 
+		/* Node-level calls take the graph lock here; the sluice_blk_co_* ones take their own. */
+		sluice_graph_co_rdlock();
 		ret = chain_block_status(sbs, off, n, &depth, &pnum, &map, &file);
+		sluice_graph_co_rdunlock();
 		if (ret < 0)
 			break;
 		if ((ret & SLUICE_BLOCK_ZERO) && !(ret & SLUICE_BLOCK_DATA) &&
@@ -909,8 +920,11 @@ static void coroutine_fn convert_co(void *opaque)
 		if (j->compress) {
 			if (n < chunk)
 				memset(buf + n, 0, chunk - n);
-			if (!buf_is_zero(buf, chunk))
+			if (!buf_is_zero(buf, chunk)) {
+				sluice_graph_co_rdlock();
 				ret = qcow2_co_pwrite_compressed(sluice_blk_bs(j->dst), off, buf);
+				sluice_graph_co_rdunlock();
+			}
 			else if (!j->fresh)
 				ret = sluice_blk_co_pwrite_zeroes(j->dst, off, n, SLUICE_BDRV_REQ_MAY_UNMAP);
 		} else {

@@ -734,7 +734,7 @@ static void coroutine_fn map_co(void *opaque)
 	uint64_t offset = 0, start = 0, end = (uint64_t)m->len;
 	bool cur = false, have = false;
 
-	sluice_co_rwlock_rdlock(&sluice_graph_lock);
+	sluice_graph_co_rdlock();
 	while (offset < end) {
 		struct sluice_bds *file = NULL;
 		uint64_t pnum = 0, map = 0;
@@ -759,7 +759,7 @@ static void coroutine_fn map_co(void *opaque)
 		have = true;
 		offset += pnum;
 	}
-	sluice_co_rwlock_unlock(&sluice_graph_lock);
+	sluice_graph_co_rdunlock();
 	if (!m->ret && have)
 		print_map_line(start, offset - start, cur);
 }

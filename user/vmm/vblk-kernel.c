@@ -96,7 +96,7 @@ static void vblk_kernel_revoke_end(struct vblk_kernel *k)
  * request there stays in the kernel.  @gen: k->map_gen when the request
  * began (or what revoke_begin() returned, then @own = 1).
  */
-static void coroutine_fn vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len,
+static void coroutine_fn GRAPH_RDLOCK vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len,
 					    uint64_t gen, unsigned int own)
 {
 	struct vblk_kernel *k = vblk->kernel;
@@ -117,7 +117,7 @@ static void coroutine_fn vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t o
  * the module may read in place (NORMAL but shared: not COPIED)?  Then that
  * cluster's refcount drops and it may be freed: the write must revoke first.
  */
-static bool coroutine_fn vblk_kernel_co_write_cows(struct sluice_vblk *vblk, uint64_t off, uint64_t len)
+static bool coroutine_fn GRAPH_RDLOCK vblk_kernel_co_write_cows(struct sluice_vblk *vblk, uint64_t off, uint64_t len)
 {
 	struct qcow2_extent ext[16];
 	int i, n;
@@ -188,6 +188,7 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 	uint32_t written = 1, prod;
 	uint8_t status = VIRTIO_BLK_S_IOERR;
 	unsigned int i, n = MIN(r->nsegs, SLUICE_BLK_UPCALL_MAX_SEGS), own = 0;
+	bool cows;
 
 	for (i = 0; i < n; i++) {
 		iov[i].iov_base = sluice_gpa_to_hva(vblk->vm, r->segs[i].gpa, r->segs[i].len);
@@ -201,12 +202,17 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 			break;
 		status = VIRTIO_BLK_S_OK;
 		written = r->data_len + 1;
+		sluice_graph_co_rdlock();	/* node-level; the sluice_blk_co_* calls lock for themselves */
 		vblk_kernel_co_map(vblk, off, r->data_len, gen, 0);
+		sluice_graph_co_rdunlock();
 		break;
 	case VIRTIO_BLK_T_OUT:
 		if (vblk->readonly)
 			break;
-		if (vblk_kernel_co_write_cows(vblk, off, r->data_len)) {
+		sluice_graph_co_rdlock();
+		cows = vblk_kernel_co_write_cows(vblk, off, r->data_len);
+		sluice_graph_co_rdunlock();
+		if (cows) {
 			gen = vblk_kernel_revoke_begin(k);
 			own = 1;
 			if (sluice_kdp_unmap(k->kdp, off, r->data_len))
@@ -215,7 +221,9 @@ static void coroutine_fn vblk_kernel_co_upcall(void *opaque)
 		if (sluice_blk_co_pwritev(vblk->blk, off, r->data_len, iov, n, 0) < 0)
 			goto out_revoked;
 		status = VIRTIO_BLK_S_OK;
+		sluice_graph_co_rdlock();
 		vblk_kernel_co_map(vblk, off, r->data_len, gen, own);
+		sluice_graph_co_rdunlock();
 out_revoked:
 		if (own)
 			vblk_kernel_revoke_end(k);
