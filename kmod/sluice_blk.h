@@ -50,9 +50,10 @@ struct sluice_blk_req {
 	bool is_write;
 	bool direct;
 	s8 ext_gen;			/* extent generation pinned while in flight, or -1 */
-	u32 fwd_id;			/* id on the upcall ring while forwarded */
+	u32 fwd_id;			/* slot in disk->fwd while forwarded */
+	u32 fwd_seq;			/* disk->fwd_seq when forwarded: the id's upper half */
 	u8 fwd_reason;			/* SLUICE_BLK_FWD_* once forwarded, else 0 */
-	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full */
+	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full, else empty */
 	struct sluice_blk_upcall_req *fwd_rec;	/* the record to forward (kmalloc'd) */
 	ktime_t start;
 	struct work_struct work;	/* FLUSH: the fsync runs on sluice_blk_wq */
@@ -139,6 +140,7 @@ struct sluice_blk_disk {
 	poll_table fwd_done_pt;
 	struct xarray fwd;		/* id -> forwarded request */
 	struct list_head fwd_pending;	/* forwarded, waiting for room on the req ring */
+	u32 fwd_seq;			/* under fwd_lock: forwards so far */
 
 	struct sluice_blk_queue queues[SLUICE_BLK_MAX_QUEUES];
 };

@@ -299,7 +299,7 @@ static int sluice_blk_fwd_push(struct sluice_blk_disk *disk, struct sluice_blk_r
 		return -EFAULT;
 	if (prod - cons >= disk->ring_entries)
 		return -ENOSPC;
-	req->fwd_rec->id = req->fwd_id;
+	req->fwd_rec->id = (u64)req->fwd_seq << 32 | req->fwd_id;
 	if (copy_to_user(&ring[prod & (disk->ring_entries - 1)], req->fwd_rec, sizeof(*req->fwd_rec)))
 		return -EFAULT;
 	/* The entry before prod; pairs with userspace's acquire load of prod. */
@@ -361,6 +361,8 @@ void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct slu
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
 	}
 	req->fwd_id = id;
+	/* Table slots are reused at once: the sequence tells a late or replayed completion from this one. */
+	req->fwd_seq = ++disk->fwd_seq;
 	atomic64_inc(&q->fallback);
 	ret = list_empty(&disk->fwd_pending) ? sluice_blk_fwd_push(disk, req) : -ENOSPC;
 	if (ret == -ENOSPC)
@@ -399,9 +401,16 @@ void sluice_blk_fwd_reap(struct sluice_blk_disk *disk)
 
 		if (copy_from_user(&d, &ring[cons & (disk->ring_entries - 1)], sizeof(d)))
 			break;
-		req = d.id <= U32_MAX ? xa_erase(&disk->fwd, (unsigned long)d.id) : NULL;
-		if (!req)
-			continue;	/* unknown or cancelled: nothing to complete */
+		/*
+		 * Only a completion for the request that holds this slot now, and
+		 * only once it is on the req ring: an entry for a cancelled request
+		 * whose slot was reused, or one replayed by a lying producer, must
+		 * not finish (and free) a request still waiting on fwd_pending.
+		 */
+		req = xa_load(&disk->fwd, (unsigned long)(d.id & U32_MAX));
+		if (!req || req->fwd_seq != (u32)(d.id >> 32) || !list_empty(&req->fwd_node))
+			continue;	/* unknown, stale or cancelled: nothing to complete */
+		xa_erase(&disk->fwd, (unsigned long)(d.id & U32_MAX));
 		kfree(req->fwd_rec);
 		req->fwd_rec = NULL;
 		if (d.status > VIRTIO_BLK_S_UNSUPP) {
@@ -422,7 +431,7 @@ void sluice_blk_fwd_reap(struct sluice_blk_disk *disk)
 	list_for_each_entry_safe(req, tmp, &disk->fwd_pending, fwd_node) {
 		if (sluice_blk_fwd_push(disk, req))
 			break;
-		list_del(&req->fwd_node);
+		list_del_init(&req->fwd_node);
 		pushed = true;
 	}
 out_unlock:
@@ -447,7 +456,7 @@ void sluice_blk_fwd_cancel(struct sluice_blk_disk *disk, struct sluice_blk_queue
 			disk->queues[id].fwd_closed = true;	/* the worker forwards no more */
 	list_for_each_entry_safe(req, tmp, &disk->fwd_pending, fwd_node)
 		if (!q || req->q == q)
-			list_del(&req->fwd_node);
+			list_del_init(&req->fwd_node);
 	xa_for_each(&disk->fwd, id, req) {
 		if (q && req->q != q)
 			continue;

@@ -96,9 +96,15 @@ retry:
 	init_sync_kiocb(&req->iocb, file);
 	req->iocb.ki_pos = pos;
 	req->iocb.ki_complete = sluice_blk_rw_done;
+	/* A backend opened O_DIRECT starts with IOCB_DIRECT: the page-cache retry must drop it. */
 	if (direct)
 		req->iocb.ki_flags |= IOCB_DIRECT;
+	else
+		req->iocb.ki_flags &= ~IOCB_DIRECT;
 	req->direct = direct;
+	/* Counted before submission: once queued, @req may complete and be reaped at any time. */
+	if (!direct)
+		atomic64_inc(&q->buffered);
 	iov_iter_init(&req->iter, req->is_write ? ITER_SOURCE : ITER_DEST, req->iov, req->nr_iov,
 		      req->data_len);
 	if (req->is_write) {
@@ -109,8 +115,6 @@ retry:
 	} else {
 		ret = file->f_op->read_iter(&req->iocb, &req->iter);
 	}
-	if (!direct)
-		atomic64_inc(&req->q->buffered);
 	if (ret == -EIOCBQUEUED)
 		return;
 	if (ret == -EINVAL && direct) {

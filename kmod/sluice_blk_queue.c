@@ -188,6 +188,7 @@ static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
 		return false;
 	}
 	req->q = q;
+	INIT_LIST_HEAD(&req->fwd_node);
 	req->head = head;
 	req->start = ktime_get();
 	atomic_inc(&q->inflight);

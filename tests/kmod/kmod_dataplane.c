@@ -997,6 +997,11 @@ static void post_done(uint64_t id, uint8_t status, uint32_t written)
 	struct sluice_blk_upcall_done *ring = (void *)(up_done + 1);
 	uint32_t prod = up_done->prod;
 	uint64_t one = 1;
+	int n;
+
+	/* Never overwrite an entry the module has not read (3 s at most). */
+	for (n = 0; n < 3000 && prod - __atomic_load_n(&up_done->cons, __ATOMIC_ACQUIRE) >= UP_ENTRIES; n++)
+		usleep(1000);
 
 	ring[prod & (UP_ENTRIES - 1)] = (struct sluice_blk_upcall_done){ .id = id, .written = written,
 									   .status = status };
@@ -1129,6 +1134,75 @@ static enum ktap_result extent_map_and_upcall(void)
 }
 
 /*
+ * Completion ids on the done ring are checked, not trusted: an entry naming a
+ * request that still waits for room on the req ring, or an old entry replayed
+ * after its table slot went to a new request, completes nothing (either once
+ * freed a request that was still queued).  Every real answer still lands.
+ */
+static enum ktap_result upcall_stale_ids(void)
+{
+	struct sluice_blk_upcall_req *ring, *r;
+	uint64_t ids[UP_ENTRIES], guess, old;
+	struct drv d;
+	unsigned int i, n;
+	int ret;
+
+	setup_capacity = 16 << 20;
+	setup_hook = extent_hook;
+	ret = drv_setup(&d, "ext1", default_features(), SLUICE_BLK_BACKEND_F_EXTENTS);
+	setup_capacity = 0;
+	setup_hook = NULL;
+	KTAP_EXPECT(!ret, "extent-mode setup");
+	ring = (void *)(up_req + 1);
+	/* Nothing is mapped: every read goes to userspace.  Fill the req ring without reading it. */
+	for (i = 0; i < UP_ENTRIES; i++)
+		drv_post(&d, drv_req(&d, i, VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, false));
+	for (n = 0; n < 300 && __atomic_load_n(&up_req->prod, __ATOMIC_ACQUIRE) - up_req->cons < UP_ENTRIES; n++)
+		usleep(10000);
+	KTAP_EXPECT(up_req->prod - up_req->cons == UP_ENTRIES, "req ring holds %u", up_req->prod - up_req->cons);
+	for (i = 0; i < UP_ENTRIES; i++)
+		ids[i] = ring[(up_req->cons + i) & (UP_ENTRIES - 1)].id;
+	/* One more: it waits in the kernel for room.  Answer it before it was ever handed out. */
+	drv_post(&d, drv_req(&d, UP_ENTRIES, VIRTIO_BLK_T_IN, 999, 4096, false));
+	usleep(100000);
+	guess = (ids[UP_ENTRIES - 1] & ~(uint64_t)UINT32_MAX) + (1ull << 32) + UP_ENTRIES;
+	post_done(guess, VIRTIO_BLK_S_OK, 4097);
+	post_done(UP_ENTRIES, VIRTIO_BLK_S_OK, 4097);
+	usleep(200000);
+	KTAP_EXPECT(le16toh(d.used->idx) == d.used_seen, "a request still waiting for the ring completed");
+	/* Now the real answers: the waiting one is handed out once there is room, and answered too. */
+	for (i = 0; i < UP_ENTRIES; i++) {
+		r = next_upcall();
+		KTAP_EXPECT(r && r->id == ids[i], "record %u: id %llx", i, r ? (unsigned long long)r->id : 0ull);
+		post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	}
+	r = next_upcall();
+	KTAP_EXPECT(r && r->sector == 999, "the waiting request was never handed out");
+	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	KTAP_EXPECT(drv_wait(&d, UP_ENTRIES + 1) == UP_ENTRIES + 1, "not all %u answered requests completed",
+		    UP_ENTRIES + 1);
+	for (i = 0; i <= UP_ENTRIES; i++)
+		KTAP_EXPECT(drv_status(&d, i) == VIRTIO_BLK_S_OK, "slot %u status %u", i, drv_status(&d, i));
+	/* A new request takes a freed slot; the old answer for that slot, replayed, must not finish it. */
+	old = ids[0];
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 4242, 4096, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->sector == 4242, "no upcall for the new request");
+	KTAP_EXPECT((r->id & UINT32_MAX) == (old & UINT32_MAX) && r->id != old,
+		    "slot reuse: old id %llx new id %llx", (unsigned long long)old, (unsigned long long)r->id);
+	post_done(old, VIRTIO_BLK_S_IOERR, 1);
+	usleep(200000);
+	KTAP_EXPECT(le16toh(d.used->idx) == d.used_seen, "a replayed answer completed the slot's new request");
+	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK, "the new request's answer");
+	drv_close(&d);
+	close(up_notify);
+	close(up_donefd);
+	KTAP_EXPECT(wait_no_workers(), "workers left");
+	return KTAP_PASS;
+}
+
+/*
  * Not a test: "kmod_dataplane bench SECONDS QD read|write" keeps QD 4 KiB random requests
  * in flight on one queue for SECONDS and prints "IOPS: N" (compare with fio on the same file).
  */
@@ -1179,7 +1253,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart), KTAP_CASE(reset_drain_and_reuse),
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
-	KTAP_CASE(extent_map_and_upcall),
+	KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
 };
 
 int main(int argc, char **argv)
