@@ -962,6 +962,19 @@ static int extent_hook(struct drv *d)
 	return 0;
 }
 
+/* A 16 MiB disk @name in extent mode with the upcall rings: 0 or -1. */
+static int extent_setup(struct drv *d, const char *name)
+{
+	int ret;
+
+	setup_capacity = 16 << 20;
+	setup_hook = extent_hook;
+	ret = drv_setup(d, name, default_features(), SLUICE_BLK_BACKEND_F_EXTENTS);
+	setup_capacity = 0;
+	setup_hook = NULL;
+	return ret;
+}
+
 static int map_extent(struct drv *d, uint64_t goff, uint64_t len, uint64_t hoff, bool writable)
 {
 	struct {
@@ -1033,12 +1046,7 @@ static enum ktap_result extent_map_and_upcall(void)
 	uint64_t id;
 	int i;
 
-	setup_capacity = 16 << 20;
-	setup_hook = extent_hook;
-	i = drv_setup(&d, "ext0", default_features(), SLUICE_BLK_BACKEND_F_EXTENTS);
-	setup_capacity = 0;
-	setup_hook = NULL;
-	KTAP_EXPECT(!i, "extent-mode setup");
+	KTAP_EXPECT(!extent_setup(&d, "ext0"), "extent-mode setup");
 	p = gpa(&d, DATA_GPA(0));
 	KTAP_SYSCALL(map_extent(&d, 0, 2 * CL, 10 * CL, true));	/* guest 0,1 -> host 10,11 */
 	KTAP_SYSCALL(map_extent(&d, 2 * CL, CL, 5 * CL, false));	/* guest 2 -> host 5, read-only */
@@ -1145,14 +1153,8 @@ static enum ktap_result upcall_stale_ids(void)
 	uint64_t ids[UP_ENTRIES], guess, old;
 	struct drv d;
 	unsigned int i, n;
-	int ret;
 
-	setup_capacity = 16 << 20;
-	setup_hook = extent_hook;
-	ret = drv_setup(&d, "ext1", default_features(), SLUICE_BLK_BACKEND_F_EXTENTS);
-	setup_capacity = 0;
-	setup_hook = NULL;
-	KTAP_EXPECT(!ret, "extent-mode setup");
+	KTAP_EXPECT(!extent_setup(&d, "ext1"), "extent-mode setup");
 	ring = (void *)(up_req + 1);
 	/* Nothing is mapped: every read goes to userspace.  Fill the req ring without reading it. */
 	for (i = 0; i < UP_ENTRIES; i++)
