@@ -182,7 +182,7 @@ bench_lab() {
 	echo "== lab: one guest, one 128 MiB raw image (cache=none), sluice (user dataplane) vs QEMU (virtio-blk-pci, IOThread, aio=io_uring) =="
 	lab_guest_setup || return 1
 	img=$SLUICE_LAB_SCRATCH/bench-lab.img
-	dd if=/dev/zero of="$img" bs=1M count=128 status=none
+	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
 	# The same command line for both (no sluice-only boot options).
 	local append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
 	# RUNS rounds, the order alternating (S Q, Q S, S Q, ...) so that drifting load hurts both; medians.
@@ -257,7 +257,7 @@ bench_kernel() {
 	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
 	lab_guest_setup || return 1
 	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
-	dd if=/dev/zero of="$img" bs=1M count=128 status=none
+	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
 	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
 	lab_run kern "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 		--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel

@@ -7,9 +7,9 @@
 # In the lab (re-runs itself there when started on the host), one guest per VMM runs
 # sluice-load rand /dev/vda MODE QD SECONDS on a 128 MiB raw image (cache=none): sluice's user dataplane
 # (IOThread), sluice's kernel dataplane (when sluice_blk.ko is loaded) and QEMU (virtio-blk-pci, IOThread,
-# aio=io_uring).  Counts come from tracefs histograms (kvm:kvm_exit, kvm:kvm_userspace_exit,
-# raw_syscalls:sys_enter per thread name) over the whole guest run, boot included; the per-I/O columns
-# divide by the requests of the load phase, so compare VMMs, not absolute values.
+# aio=io_uring).  Counts come from tracefs histograms (kvm:kvm_exit by SVM/VMX exit code,
+# kvm:kvm_userspace_exit, kvm:kvm_msr, kvm:kvm_pio, raw_syscalls:sys_enter per thread) over the load
+# phase (from the guest's SLUICE-BLK-INFO line to its exit), divided by the load's requests.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$REPO/build}
@@ -28,11 +28,13 @@ kernel=/boot/vmlinuz-$(uname -r)
 initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 img=$SLUICE_LAB_SCRATCH/exitprof.img
 work=$(mktemp -d)
-dd if=/dev/zero of="$img" bs=1M count=128 status=none
+dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
 append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$MODE:$QD:$SECS"
-hists="kvm/kvm_exit:exit_reason kvm/kvm_userspace_exit:reason raw_syscalls/sys_enter:common_pid.execname"
+hists="kvm/kvm_exit:exit_reason kvm/kvm_userspace_exit:reason kvm/kvm_msr:ecx.hex,write kvm/kvm_pio:port.hex,rw
+	raw_syscalls/sys_enter:common_pid.execname,id.syscall sched/sched_switch:prev_comm
+	io_uring/io_uring_queue_async_work:common_pid.execname"
 
-# hist_on / hist_off: one histogram per event, keyed as listed in $hists.
+# hist_on / hist_clear / hist_off: one histogram per event, keyed as listed in $hists.
 hist_on() {
 	local h ev key
 	for h in $hists; do
@@ -40,22 +42,35 @@ hist_on() {
 		echo "hist:keys=$key:vals=hitcount:sort=hitcount.descending:size=4096" >"$T/events/$ev/trigger"
 	done
 }
+hist_clear() {
+	local h ev key
+	for h in $hists; do
+		ev=${h%%:*}; key=${h#*:}
+		echo "hist:keys=$key:vals=hitcount:sort=hitcount.descending:size=4096:clear" >>"$T/events/$ev/trigger"
+	done
+}
 hist_off() {
 	local h ev key
 	for h in $hists; do
 		ev=${h%%:*}; key=${h#*:}
 		cp "$T/events/$ev/hist" "$work/$1.$(basename "$ev").hist"
-		echo "!hist:keys=$key:vals=hitcount:sort=hitcount.descending:size=4096" >"$T/events/$ev/trigger"
+		echo "!hist:keys=$key:vals=hitcount:sort=hitcount.descending:size=4096" >>"$T/events/$ev/trigger"
 	done
 }
 
 # run NAME COMMAND...: the guest under histograms; prints the requests of its load phase.
 run() {
-	local name=$1 iops
+	local name=$1 iops pid
 	shift
 	hist_on
-	timeout -k 5 300 "$@" >"$work/$name.out" 2>"$work/$name.err" </dev/null
+	timeout -k 5 300 "$@" >"$work/$name.out" 2>"$work/$name.err" </dev/null &
+	pid=$!
+	# Count the load phase only: from the guest's disk listing (just before the load) to its end.
+	while kill -0 $pid 2>/dev/null && ! grep -q SLUICE-BLK-INFO "$work/$name.out"; do sleep 0.05; done
+	hist_clear
+	wait $pid
 	hist_off "$name"
+	tr -d '\r' <"$work/$name.out" | grep -E 'SLUICE-(IRQ|CLOCK)' | sed "s/^/  $name: /"
 	iops=$(tr -d '\r' <"$work/$name.out" | awk -v m="$MODE" -v q="qd$QD" '$1 == "SLUICE-IOPS:" && $2 == m && $3 == q { print $4 }')
 	[ -n "$iops" ] || { echo "$name: no IOPS line"; tail -5 "$work/$name.err"; return 1; }
 	echo "$name $iops" >>"$work/iops"
@@ -67,12 +82,12 @@ report() {
 	iops=$(awk -v n="$name" '$1 == n { print $2 }' "$work/iops")
 	n=$(awk -v i="$iops" -v s="$SECS" 'BEGIN { printf "%d", i * s }')
 	echo "== $name: $iops IOPS, $n requests in the load phase"
-	for h in kvm_exit kvm_userspace_exit sys_enter; do
+	for h in kvm_exit kvm_userspace_exit kvm_msr kvm_pio sys_enter sched_switch io_uring_queue_async_work; do
 		awk -v n="$n" -v h="$h" '
 			/^{/ { sub(/^{ */, ""); split($0, a, "}"); key = a[1]; sub(/ +$/, "", key)
 			       gsub(/^[a-z_.]+: */, "", key); hc = $0; sub(/.*hitcount: */, "", hc)
-			       if (++shown <= 8) printf "  %-18s %-40s %10d %8.2f/io\n", h, key, hc, hc / n }
-			/^Totals:/ { tot = 1 } tot && /Hits:/ { printf "  %-18s %-40s %10d %8.2f/io\n", h, "(all)", $2, $2 / n; tot = 0 }
+			       if (++shown <= 12) printf "  %-18.18s %-50.50s %9d %7.2f/io\n", h, key, hc, hc / n }
+			/^Totals:/ { tot = 1 } tot && /Hits:/ { printf "  %-18.18s %-50.50s %9d %7.2f/io\n", h, "(all)", $2, $2 / n; tot = 0 }
 		' "$work/$name.$h.hist"
 	done
 }

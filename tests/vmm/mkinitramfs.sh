@@ -173,6 +173,8 @@ if [ -n "$blk" ]; then
 		;;
 	esac
 	grep virtio /proc/interrupts | sed 's/^/SLUICE-IRQ: /'
+	echo "SLUICE-CLOCK: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)" \
+		"$(grep -o 'x2apic\|tsc_deadline_timer\|constant_tsc\|nonstop_tsc' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 	# Requests the guest completed per disk (reads, writes, discards, flushes: /sys/block/<d>/stat).
 	for d in $disks; do echo "SLUICE-BLK-STAT: $d $(cat /sys/block/$d/stat)"; done
 	echo "SLUICE-BLK-DONE"
