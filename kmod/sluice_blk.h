@@ -26,6 +26,7 @@
 #define SLUICE_BLK_MAX_SEGS		130
 
 struct sluice_blk_disk;
+struct sluice_blk_dwz_range;
 
 /* The memory table, replaced as a whole (RCU). */
 struct sluice_blk_memtable {
@@ -56,7 +57,9 @@ struct sluice_blk_req {
 	struct list_head fwd_node;	/* on disk->fwd_pending while the req ring is full, else empty */
 	struct sluice_blk_upcall_req *fwd_rec;	/* the record to forward (kmalloc'd) */
 	ktime_t start;
-	struct work_struct work;	/* FLUSH: the fsync runs on sluice_blk_wq */
+	struct work_struct work;	/* FLUSH, DISCARD, WRITE_ZEROES: they run on sluice_blk_wq */
+	struct sluice_blk_dwz_range *dwz;	/* DISCARD / WRITE_ZEROES: the checked ranges */
+	u32 dwz_n;
 	unsigned int nr_iov;
 	unsigned int nr_dsegs;		/* its data buffers in q->dsegs (worker, until submitted) */
 	struct iovec iov[SLUICE_BLK_MAX_SEGS];
@@ -76,6 +79,7 @@ struct sluice_blk_queue {
 	bool enabled;
 	bool broken;			/* malformed chain seen: stopped until reset */
 	bool throttled;			/* stopped popping at num in flight (worker) */
+	bool polling;			/* worker: the ring was empty, notifications left off, poll it */
 	bool fwd_closed;		/* under disk->fwd_lock: stopping, forward nothing more */
 
 	struct eventfd_ctx *kick, *call, *err;

@@ -127,57 +127,104 @@ retry:
 	sluice_blk_rw_done(&req->iocb, ret);
 }
 
-/* Worker.  DISCARD / WRITE_ZEROES: an array of virtio_blk_discard_write_zeroes in the data buffers. */
-static u8 sluice_blk_discard_zeroes(struct sluice_blk_req *req)
+/* One range of a DISCARD / WRITE_ZEROES, checked and decoded by the worker. */
+struct sluice_blk_dwz_range {
+	u64 pos, bytes;
+	int mode;			/* FALLOC_FL_* */
+};
+
+/*
+ * sluice_blk_wq (process context, no user memory touched): the fallocate()s
+ * of a DISCARD / WRITE_ZEROES, off the worker like a FLUSH, since punching or
+ * zeroing a range may take a filesystem a while.
+ */
+static void sluice_blk_dwz_work(struct work_struct *work)
+{
+	struct sluice_blk_req *req = container_of(work, struct sluice_blk_req, work);
+	struct sluice_blk_dwz_range *r = req->dwz;
+	struct file *backend = req->q->disk->backend;
+	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	u8 status = VIRTIO_BLK_S_OK;
+	u32 i;
+
+	for (i = 0; i < req->dwz_n; i++) {
+		int ret = vfs_fallocate(backend, r[i].mode, r[i].pos, r[i].bytes);
+
+		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_WRITE_ZEROES && r[i].mode != punch)
+			ret = vfs_fallocate(backend, punch, r[i].pos, r[i].bytes);
+		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_DISCARD)
+			continue;	/* discard is advisory */
+		if (ret) {
+			status = VIRTIO_BLK_S_IOERR;
+			break;
+		}
+	}
+	kfree(req->dwz);
+	req->dwz = NULL;
+	sluice_blk_finish(req, status, 1);
+}
+
+/*
+ * Worker.  DISCARD / WRITE_ZEROES: read and check the guest's array of
+ * virtio_blk_discard_write_zeroes (it is in guest memory, which only the
+ * worker can reach), then hand the ranges to sluice_blk_wq.
+ */
+static void sluice_blk_discard_zeroes(struct sluice_blk_req *req)
 {
 	struct sluice_blk_disk *disk = req->q->disk;
 	struct virtio_blk_discard_write_zeroes seg;
+	struct sluice_blk_dwz_range *r;
 	struct iov_iter it;
-	u32 i, n;
+	u32 i, n, used = 0;
+	u8 status;
 
 	if (disk->readonly)
-		return VIRTIO_BLK_S_IOERR;
+		return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
 	if (!req->data_len || req->data_len % sizeof(seg))
-		return VIRTIO_BLK_S_UNSUPP;
+		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);
 	n = req->data_len / sizeof(seg);
+	if (n > SLUICE_BLK_MAX_DWZ_SEG)		/* more than the VMM lets a driver send */
+		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);
+	r = kmalloc_array(n, sizeof(*r), GFP_KERNEL);
+	if (!r)
+		return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
 	iov_iter_init(&it, ITER_SOURCE, req->iov, req->nr_iov, req->data_len);
 	for (i = 0; i < n; i++) {
 		u64 sector, bytes;
 		u32 flags;
-		int mode, ret;
 
+		status = VIRTIO_BLK_S_IOERR;
 		if (copy_from_iter(&seg, sizeof(seg), &it) != sizeof(seg))
-			return VIRTIO_BLK_S_IOERR;
+			goto out_free;
 		sector = le64_to_cpu(seg.sector);
 		bytes = (u64)le32_to_cpu(seg.num_sectors) << SLUICE_BLK_SECTOR_SHIFT;
 		flags = le32_to_cpu(seg.flags);
-		if (req->type == VIRTIO_BLK_T_DISCARD) {
-			if (flags)
-				return VIRTIO_BLK_S_UNSUPP;
-			mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
-		} else {
-			if (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)
-				return VIRTIO_BLK_S_UNSUPP;
-			mode = (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP) ?
-			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE :
-			       FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
-		}
+		status = VIRTIO_BLK_S_UNSUPP;
+		if (req->type == VIRTIO_BLK_T_DISCARD && flags)
+			goto out_free;
+		if (req->type == VIRTIO_BLK_T_WRITE_ZEROES && (flags & ~VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP))
+			goto out_free;
+		status = VIRTIO_BLK_S_IOERR;
 		if (sector > disk->capacity >> SLUICE_BLK_SECTOR_SHIFT ||
 		    bytes > disk->capacity - (sector << SLUICE_BLK_SECTOR_SHIFT))
-			return VIRTIO_BLK_S_IOERR;
+			goto out_free;
 		if (!bytes)
 			continue;
-		ret = vfs_fallocate(disk->backend, mode, sector << SLUICE_BLK_SECTOR_SHIFT, bytes);
-		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_WRITE_ZEROES &&
-		    mode != (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
-			ret = vfs_fallocate(disk->backend, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-					    sector << SLUICE_BLK_SECTOR_SHIFT, bytes);
-		if (ret == -EOPNOTSUPP && req->type == VIRTIO_BLK_T_DISCARD)
-			continue;	/* discard is advisory */
-		if (ret)
-			return VIRTIO_BLK_S_IOERR;
+		r[used].pos = sector << SLUICE_BLK_SECTOR_SHIFT;
+		r[used].bytes = bytes;
+		r[used].mode = (req->type == VIRTIO_BLK_T_DISCARD || (flags & VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP)) ?
+			       FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE : FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE;
+		used++;
 	}
-	return VIRTIO_BLK_S_OK;
+	req->dwz = r;
+	req->dwz_n = used;
+	INIT_WORK(&req->work, sluice_blk_dwz_work);
+	queue_work(sluice_blk_wq, &req->work);	/* in flight until it completes: stop waits for it */
+	return;
+
+out_free:
+	kfree(r);
+	sluice_blk_finish(req, status, 1);
 }
 
 /*
@@ -294,7 +341,7 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 	case VIRTIO_BLK_T_WRITE_ZEROES:
 		if (disk->extents)	/* they change what clusters mean: userspace's metadata */
 			return sluice_blk_forward(req, SLUICE_BLK_FWD_METADATA, q->dsegs, req->nr_dsegs);
-		return sluice_blk_finish(req, sluice_blk_discard_zeroes(req), 1);
+		return sluice_blk_discard_zeroes(req);
 	default:
 		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);
 	}

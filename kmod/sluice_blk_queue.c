@@ -21,6 +21,10 @@ static unsigned int weight = SLUICE_BLK_WEIGHT;
 module_param(weight, uint, 0644);
 MODULE_PARM_DESC(weight, "requests a queue pops before letting completions run (default 256)");
 
+static unsigned int poll_ns = 32768;
+module_param(poll_ns, uint, 0644);
+MODULE_PARM_DESC(poll_ns, "ns a worker with requests in flight polls its ring before asking for kicks (default 32768, 0: off)");
+
 /* Ring layouts (virtio 1.x 2.7.6 and 2.7.8), all little-endian. */
 struct sluice_blk_avail {
 	__le16 flags;
@@ -201,7 +205,7 @@ static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
  * and check again before sleeping.  At most @weight requests per call, so
  * completions (and other queues on this CPU) get their turn.
  */
-static void __sluice_blk_handle_kick(struct sluice_blk_queue *q)
+static void __sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
 {
 	struct sluice_blk_avail __user *avail = q->avail;
 	unsigned int budget = weight ? weight : SLUICE_BLK_WEIGHT;
@@ -218,6 +222,16 @@ static void __sluice_blk_handle_kick(struct sluice_blk_queue *q)
 		if (pending < 0)
 			return sluice_blk_queue_break(q, sluice_vq_strerror(err));
 		if (!pending) {
+			/*
+			 * More completions are coming, and with them the driver's next
+			 * requests: poll for those (notifications stay off, so no kick
+			 * exits) rather than ask for a kick.  The worker enables them
+			 * when a poll window passes idle.
+			 */
+			if (may_poll && atomic_read(&q->inflight)) {
+				q->polling = true;
+				return;
+			}
 			if (sluice_blk_enable_notify(q))
 				return sluice_blk_queue_break(q, "cannot write used flags");
 			/* Enable before re-reading idx; pairs with the mb in the driver's virtqueue_kick_prepare. */
@@ -258,19 +272,43 @@ static void __sluice_blk_handle_kick(struct sluice_blk_queue *q)
  * Worker.  Pop under a block plug, as io_uring submits: the bios of one pass
  * reach the device as a batch (one doorbell instead of one per request).
  */
-static void sluice_blk_handle_kick(struct sluice_blk_queue *q)
+static void sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
 {
 	struct blk_plug plug;
 
 	blk_start_plug(&plug);
-	__sluice_blk_handle_kick(q);
+	__sluice_blk_handle_kick(q, may_poll);
 	blk_finish_plug(&plug);
+}
+
+/*
+ * Worker, notifications off: spin up to poll_ns for a completion or a new
+ * avail entry.  True if one came; false when the window passed (or we
+ * should yield the CPU), and the caller must ask for kicks again.
+ */
+static bool sluice_blk_poll(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_avail __user *avail = q->avail;
+	u64 end = ktime_get_ns() + READ_ONCE(poll_ns);
+	__le16 v;
+
+	do {
+		if (!llist_empty(&q->done))
+			return true;
+		if (get_user(v, &avail->idx) || le16_to_cpu(v) != q->last_avail)
+			return true;	/* news (or a fault the kick pass reports) */
+		if (need_resched() || kthread_should_stop())
+			return false;
+		cpu_relax();
+	} while (ktime_get_ns() < end);
+	return false;
 }
 
 /* Worker thread: serve one queue with the owner's mm until stopped and idle. */
 static int sluice_blk_worker(void *data)
 {
 	struct sluice_blk_queue *q = data;
+	bool may_poll = true;
 
 	kthread_use_mm(q->disk->mm);
 	for (;;) {
@@ -280,6 +318,14 @@ static int sluice_blk_worker(void *data)
 			break;
 		}
 		if (!(READ_ONCE(q->work) & 3) && llist_empty(&q->done)) {
+			if (q->polling) {
+				/* The kick pass left notifications off: look before sleeping. */
+				__set_current_state(TASK_RUNNING);
+				q->polling = false;
+				may_poll = sluice_blk_poll(q);	/* idle window: the next pass asks for kicks */
+				set_bit(0, &q->work);
+				continue;
+			}
 			schedule();
 			continue;
 		}
@@ -287,8 +333,10 @@ static int sluice_blk_worker(void *data)
 		if (test_and_clear_bit(1, &q->work))
 			sluice_blk_fwd_reap(q->disk);	/* userspace finished forwarded requests */
 		sluice_blk_reap(q);
-		if (test_and_clear_bit(0, &q->work) && !q->broken && !kthread_should_stop())
-			sluice_blk_handle_kick(q);
+		if (test_and_clear_bit(0, &q->work) && !q->broken && !kthread_should_stop()) {
+			sluice_blk_handle_kick(q, may_poll && READ_ONCE(poll_ns));
+			may_poll = true;
+		}
 		sluice_blk_reap(q);
 		cond_resched();
 	}
@@ -336,6 +384,7 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 		return -EFAULT;
 	q->used_idx = le16_to_cpu(v);
 	q->broken = false;
+	q->polling = false;
 	q->signalled_used_valid = false;
 	mutex_lock(&disk->fwd_lock);
 	q->fwd_closed = false;

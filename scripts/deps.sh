@@ -6,7 +6,7 @@ set -euo pipefail
 PKGS=(
 	build-essential make gcc pkg-config git
 	meson ninja-build clang llvm lld libclang-rt-14-dev
-	liburing-dev libbpf-dev bpftool dwarves libelf-dev zlib1g-dev libzstd-dev
+	liburing-dev libbpf-dev bpftool dwarves libelf-dev zlib1g-dev libzstd-dev liblzma-dev
 	libglib2.0-dev systemtap-sdt-dev
 	qemu-system-x86 qemu-utils busybox-static cpio kmod xz-utils zstd
 	linux-image-amd64 linux-headers-amd64

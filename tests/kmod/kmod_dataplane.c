@@ -530,6 +530,25 @@ static enum ktap_result flush_getid_discard_zeroes(void)
 	dz->flags = htole32(VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP);
 	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_DISCARD, 0, 16, false) == VIRTIO_BLK_S_UNSUPP,
 		    "discard with UNMAP flag");
+	/* Several ranges in one request, all applied (off the worker); more than the limit: refused. */
+	memset(p, 0xab, 1 << 16);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 1024, 1 << 16, false) == VIRTIO_BLK_S_OK, "write for ranges");
+	for (i = 0; i < 3; i++)
+		dz[i] = (struct virtio_blk_discard_write_zeroes){ .sector = htole64(1024 + (uint64_t)i * 16),
+								   .num_sectors = htole32(8), .flags = 0 };
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_WRITE_ZEROES, 0, 3 * 16, false) == VIRTIO_BLK_S_OK, "wz x3");
+	memset(p, 0x55, 3 * 8192);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 1024, 3 * 8192, false) == VIRTIO_BLK_S_OK, "read ranges back");
+	for (i = 0; i < 3 * 8192; i++) {
+		uint8_t want = (i % 8192) < 4096 ? 0 : 0xab;
+
+		KTAP_EXPECT(p[i] == want, "ranges: byte %d is 0x%x, expected 0x%x", i, p[i], want);
+	}
+	for (i = 0; i < SLUICE_BLK_MAX_DWZ_SEG + 1; i++)
+		dz[i] = (struct virtio_blk_discard_write_zeroes){ .sector = htole64((uint64_t)i * 8),
+								   .num_sectors = htole32(8), .flags = 0 };
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_DISCARD, 0, (SLUICE_BLK_MAX_DWZ_SEG + 1) * 16, false) ==
+		    VIRTIO_BLK_S_UNSUPP, "discard with %d ranges", SLUICE_BLK_MAX_DWZ_SEG + 1);
 	KTAP_EXPECT(drv_run(&d, 0x1234, 0, 0, false) == VIRTIO_BLK_S_UNSUPP, "unknown type");
 	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, IMG_SIZE / 512 - 1, 1024, false) == VIRTIO_BLK_S_IOERR,
 		    "read across the end");

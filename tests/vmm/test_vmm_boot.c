@@ -1,7 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
-/* test_vmm_boot.c - unit tests of the VMM's boot path without KVM: bzImage header checks, RAM split and e820 map. */
+/* test_vmm_boot.c - unit tests of the VMM's boot path without KVM: bzImage checks, RAM split, e820, vmlinux loading. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <asm/bootparam.h>
 
@@ -124,5 +131,96 @@ static enum ktap_result e820_pci_hole(void)
 	return KTAP_PASS;
 }
 
+#define VM_RAM	(256ULL << 20)
+
+/* The payload of the bzImage at @path: its file offset and length; 0 or -1. */
+static int payload_of(const char *path, uint64_t *off, uint32_t *len, uint64_t *init_end)
+{
+	struct setup_header h;
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = pread(fd, &h, sizeof(h), 0x1f1);
+	close(fd);
+	if (n != sizeof(h) || h.header != 0x53726448)
+		return -1;
+	*off = ((uint64_t)(h.setup_sects ? h.setup_sects : 4) + 1) * 512 + h.payload_offset;
+	*len = h.payload_length;
+	*init_end = h.pref_address + h.init_size;
+	return 0;
+}
+
+/*
+ * The installed Debian kernels (zstd for 6.12, xz for 6.1) decompress and
+ * load: the entry lies in a loaded segment at 16 MiB and the kernel's banner
+ * is in guest memory; a truncated payload and an unknown compression are
+ * refused (the VMM then boots the bzImage as before), and so is a guest too
+ * small to hold the workspace.
+ */
+static enum ktap_result vmlinux_from_bzimage(void)
+{
+	struct sluice_vm vm = { .low_size = VM_RAM };
+	char path[512], trunc[] = "/tmp/sluice-vmlinux-XXXXXX";
+	uint64_t off, init_end, entry, end;
+	struct dirent *de;
+	const char *why;
+	int tried = 0, fd, tfd, ret;
+	uint32_t len;
+	DIR *d;
+
+	vm.ram = mmap(NULL, VM_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	KTAP_EXPECT(vm.ram != MAP_FAILED, "mmap");
+	d = opendir("/boot");
+	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "vmlinuz-", 8))
+			continue;
+		snprintf(path, sizeof(path), "/boot/%s", de->d_name);
+		if (payload_of(path, &off, &len, &init_end))
+			continue;
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		memset(vm.ram, 0, 0x4000000);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, &entry, &end, &why);
+		KTAP_EXPECT(!ret, "%s: %s (%d)", path, why, ret);
+		KTAP_EXPECT(entry >= 0x1000000 && entry < end && end <= init_end, "%s: entry %#llx end %#llx",
+			    path, (unsigned long long)entry, (unsigned long long)end);
+		KTAP_EXPECT(memmem(vm.ram + 0x1000000, end - 0x1000000, "Linux version ", 14),
+			    "%s: no kernel banner in the loaded image", path);
+		KTAP_EXPECT(sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, init_end + (8 << 20), &entry,
+						&end, &why) == -ENOSPC, "%s: no room, yet loaded", path);
+		/* The same payload cut short: refused. */
+		tfd = mkstemp(trunc);
+		KTAP_SYSCALL(tfd);
+		unlink(trunc);
+		strcpy(trunc, "/tmp/sluice-vmlinux-XXXXXX");
+		{
+			uint8_t *buf = malloc(len / 2);
+
+			KTAP_EXPECT(buf && pread(fd, buf, len / 2, (off_t)off) == (ssize_t)(len / 2) &&
+				    pwrite(tfd, buf, len / 2, 0) == (ssize_t)(len / 2), "copy");
+			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, &entry, &end,
+							&why) < 0, "%s: half a payload loaded", path);
+			buf[0] ^= 0x55;	/* no known magic */
+			KTAP_EXPECT(pwrite(tfd, buf, len / 2, 0) == (ssize_t)(len / 2), "rewrite");
+			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, &entry, &end,
+							&why) == -EOPNOTSUPP, "%s: unknown compression accepted", path);
+			free(buf);
+		}
+		close(tfd);
+		close(fd);
+		ktap_diag("%s: entry %#llx, image end %#llx", path, (unsigned long long)entry, (unsigned long long)end);
+		tried++;
+	}
+	closedir(d);
+	munmap(vm.ram, VM_RAM);
+	if (!tried)
+		return KTAP_SKIP;	/* no kernel installed (make deps installs two) */
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(bzimage_accepted), KTAP_CASE(bzimage_refused), KTAP_CASE(ram_split),
-	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole))
+	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole), KTAP_CASE(vmlinux_from_bzimage))

@@ -142,7 +142,7 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	uint64_t image_len, initrd_len = 0;
 	size_t head_len, setup_size, kernel_len, cmdline_len, hdr_len;
 	int kfd = -1, ifd = -1;
-	uint64_t load_addr, kernel_end, initrd_addr = 0, initrd_max;
+	uint64_t load_addr, kernel_end, initrd_addr = 0, initrd_max, entry, vmlinux_end;
 	struct boot_params *bp;
 	const char *why;
 	const char *cmdline = cfg->append ? cfg->append : "";
@@ -189,9 +189,22 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 			 (unsigned long long)((kernel_end - load_addr) >> 20), (unsigned long long)load_addr);
 		goto out_free;
 	}
-	ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
-	if (ret)
-		goto out_free;
+	/*
+	 * Decompress the kernel here rather than in the guest (much cheaper
+	 * outside the guest's nested paging); the free RAM above the kernel's
+	 * area is the workspace.  Anything this cannot do falls back to
+	 * loading the bzImage for its own decompressor.
+	 */
+	entry = 0;
+	if (!getenv("SLUICE_GUEST_DECOMPRESS") &&
+	    sluice_vmlinux_load(vm, kfd, setup_size + bp->hdr.payload_offset, bp->hdr.payload_length,
+				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, &entry, &vmlinux_end, &why))
+		entry = 0;
+	if (!entry) {
+		ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
+		if (ret)
+			goto out_free;
+	}
 
 	cmdline_len = strlen(cmdline);
 	if (cmdline_len + 1 > SLUICE_CMDLINE_MAX ||
@@ -249,7 +262,8 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	}
 	bp->e820_entries = n;
 
-	vm->entry = load_addr + 0x200;
+	/* The bzImage's 64-bit entry (its decompressor), or the decompressed kernel's own startup_64. */
+	vm->entry = entry ? entry : load_addr + 0x200;
 	ret = 0;
 out_free:
 	if (ifd >= 0)

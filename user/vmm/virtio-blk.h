@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include <linux/virtio_blk.h>
+#include <linux/sluice_blk.h>
 
 #include "virtio-pci.h"
 #include "virtqueue.h"
@@ -31,7 +32,7 @@ enum sluice_dataplane {
 /* Data segments per request (config seg_max); chains carry two more (header, status). */
 #define SLUICE_VBLK_SEG_MAX		126
 #define SLUICE_VBLK_MAX_SEGS		(SLUICE_VBLK_SEG_MAX + 2)
-#define SLUICE_VBLK_MAX_DWZ_SEG		16	/* discard / write-zeroes ranges per request */
+#define SLUICE_VBLK_MAX_DWZ_SEG		SLUICE_BLK_MAX_DWZ_SEG	/* discard / write-zeroes ranges per request (uapi: the module's too) */
 /* Requests popped per kick before the loop lets other work run (weight cap). */
 #define SLUICE_VBLK_WEIGHT		256
 

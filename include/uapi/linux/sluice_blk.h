@@ -31,6 +31,8 @@
 #define SLUICE_BLK_IOC_MAGIC	0xB7
 
 #define SLUICE_BLK_MAX_QUEUES	16
+/* Ranges in one DISCARD / WRITE_ZEROES the module accepts: the VMM's max_discard_seg / max_write_zeroes_seg. */
+#define SLUICE_BLK_MAX_DWZ_SEG	16
 #define SLUICE_BLK_MAX_REGIONS	16
 #define SLUICE_BLK_MAX_QUEUE_SIZE 1024
 
