@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* test_aio.c - unit tests for the event loop: bottom halves, wake-ups, timers, fd handlers, io_uring, GSource. */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -247,6 +248,91 @@ static enum ktap_result fd_handlers(void)
 	return KTAP_PASS;
 }
 
+/* A source whose notifications a poller turned off: io_poll_end says whether work came meanwhile. */
+struct quiet_src {
+	struct sluice_aio_ctx *ctx;
+	int fds[2];
+	int reads, ends;
+	bool work_at_end;	/* the next io_poll_end reports work (once) */
+	bool polled;		/* io_poll ran (poll mode) */
+};
+
+static void quiet_read(void *opaque)
+{
+	struct quiet_src *q = opaque;
+	char c;
+
+	while (read(q->fds[0], &c, 1) == 1)
+		;
+	q->reads++;
+}
+
+static bool quiet_poll(void *opaque)
+{
+	((struct quiet_src *)opaque)->polled = true;
+	return false;
+}
+
+static bool quiet_poll_end(void *opaque)
+{
+	struct quiet_src *q = opaque;
+	bool w = q->work_at_end;
+
+	q->ends++;
+	q->work_at_end = false;
+	return w;
+}
+
+static void *write_later(void *opaque)
+{
+	struct quiet_src *q = opaque;
+
+	usleep(50 * 1000);
+	if (write(q->fds[1], "k", 1) != 1)
+		abort();
+	return NULL;
+}
+
+/*
+ * io_poll_end runs before every sleep, polling or not: work it reports runs
+ * the handler's io_read and the loop does not sleep; otherwise the loop
+ * sleeps until the fd wakes it.
+ */
+static enum ktap_result poll_end_before_sleep(void)
+{
+	struct quiet_src q = { .ctx = sluice_aio_ctx_new("t", 0) };
+	int mode;
+
+	KTAP_SYSCALL(pipe2(q.fds, O_NONBLOCK | O_CLOEXEC));
+	KTAP_EXPECT(sluice_aio_set_fd_poll_end(q.ctx, q.fds[0], quiet_poll_end) == -ENOENT, "end on a stranger");
+	KTAP_EXPECT(sluice_aio_set_fd_handler(q.ctx, q.fds[0], quiet_read, NULL, &q) == 0, "add");
+	KTAP_EXPECT(sluice_aio_set_fd_poll(q.ctx, q.fds[0], quiet_poll) == 0, "poll");
+	KTAP_EXPECT(sluice_aio_set_fd_poll_end(q.ctx, q.fds[0], quiet_poll_end) == 0, "poll end");
+	for (mode = 0; mode < 2; mode++) {
+		pthread_t t;
+
+		/* mode 0: no poll mode; mode 1: a 200 us poll window before each sleep. */
+		sluice_aio_set_poll_ns(q.ctx, mode ? 200000 : 0);
+		q.reads = q.ends = 0;
+		q.polled = false;
+		q.work_at_end = true;
+		KTAP_EXPECT(sluice_aio_poll(q.ctx, true), "mode %d: work at poll end, no progress", mode);
+		KTAP_EXPECT(q.ends == 1 && q.reads == 1, "mode %d: ends %d reads %d", mode, q.ends, q.reads);
+		KTAP_EXPECT(q.polled == (mode == 1), "mode %d: io_poll %s", mode, q.polled ? "ran" : "did not run");
+		/* Nothing at poll end: it sleeps until the write. */
+		KTAP_SYSCALL(-pthread_create(&t, NULL, write_later, &q));
+		while (q.reads < 2)
+			sluice_aio_poll(q.ctx, true);
+		pthread_join(t, NULL);
+		KTAP_EXPECT(q.ends >= 2, "mode %d: slept without io_poll_end (%d)", mode, q.ends);
+	}
+	sluice_aio_set_fd_handler(q.ctx, q.fds[0], NULL, NULL, NULL);
+	close(q.fds[0]);
+	close(q.fds[1]);
+	sluice_aio_ctx_free(q.ctx);
+	return KTAP_PASS;
+}
+
 struct uring_op {
 	struct sluice_aio_uring_req req;
 	int res;
@@ -413,5 +499,5 @@ static enum ktap_result current_ctx(void)
 KTAP_MAIN(KTAP_CASE(bh_schedule_runs_once), KTAP_CASE(bh_cancel),
 	  KTAP_CASE(bh_delete_from_own_callback), KTAP_CASE(bh_from_other_thread_wakes_loop),
 	  KTAP_CASE(no_eventfd_write_when_awake), KTAP_CASE(timers_fire_in_order),
-	  KTAP_CASE(fd_handlers), KTAP_CASE(uring_nop_and_read), KTAP_CASE(gsource_under_gmainloop),
+	  KTAP_CASE(fd_handlers), KTAP_CASE(poll_end_before_sleep), KTAP_CASE(uring_nop_and_read), KTAP_CASE(gsource_under_gmainloop),
 	  KTAP_CASE(gsource_far_timer_timeout), KTAP_CASE(current_ctx))

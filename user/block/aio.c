@@ -22,6 +22,7 @@ struct aio_handler {
 	sluice_aio_fn *io_read;
 	sluice_aio_fn *io_write;
 	sluice_aio_poll_fn *io_poll;	/* busy-poll check (poll mode); NULL: none */
+	sluice_aio_poll_fn *io_poll_end; /* before the loop sleeps; true: work came (NULL: none) */
 	void *opaque;
 	struct aio_handler *next;
 };
@@ -550,6 +551,39 @@ int sluice_aio_set_fd_poll(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_f
 	return 0;
 }
 
+/* Home thread. */
+int sluice_aio_set_fd_poll_end(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_fn *io_poll_end)
+{
+	struct aio_handler *h = aio_find_handler(ctx, fd);
+
+	if (!h)
+		return -ENOENT;
+	h->io_poll_end = io_poll_end;
+	return 0;
+}
+
+/*
+ * Home thread, about to sleep: every io_poll_end, so the sources a poller
+ * silenced can wake us again; the io_read of those that found work runs.
+ * True if any did (then do not sleep).
+ */
+static bool aio_poll_end(struct sluice_aio_ctx *ctx)
+{
+	struct aio_handler *h;
+	bool found = false;
+
+	ctx->walking_handlers++;
+	for (h = ctx->handlers; h; h = h->next) {
+		if (!h->deleted && h->io_poll_end && h->io_read && h->io_poll_end(h->opaque)) {
+			h->io_read(h->opaque);
+			found = true;
+		}
+	}
+	ctx->walking_handlers--;
+	aio_reap_handlers(ctx);
+	return found;
+}
+
 /* Home thread (or before the loop runs). */
 void sluice_aio_set_poll_ns(struct sluice_aio_ctx *ctx, int64_t ns)
 {
@@ -599,7 +633,7 @@ static bool aio_busy_poll(struct sluice_aio_ctx *ctx, int64_t timeout)
 			return true;
 		__builtin_ia32_pause();
 	} while (aio_now_ns() < end);
-	return false;
+	return aio_poll_end(ctx);	/* idle window: going to sleep */
 }
 
 /* ---- io_uring ---- */
@@ -715,16 +749,21 @@ bool sluice_aio_poll(struct sluice_aio_ctx *ctx, bool blocking)
 {
 	struct epoll_event evs[AIO_MAX_EVENTS];
 	int64_t timeout = 0;
-	bool progress = false, refused;
+	bool progress = false, refused, polled;
 	int i, n;
 
 	sluice_aio_ctx_set_current(ctx);
 	/* -EBUSY/-EAGAIN: the kernel wants completions reaped first; the SQEs stay queued. */
 	refused = sluice_aio_uring_flush(ctx) < 0 && io_uring_sq_ready(&ctx->ring);
-	if (blocking && !refused && ctx->poll_ns && !aio_has_work(ctx) &&
-	    aio_busy_poll(ctx, aio_timers_deadline(ctx))) {
+	polled = blocking && !refused && ctx->poll_ns && !aio_has_work(ctx);
+	if (polled && aio_busy_poll(ctx, aio_timers_deadline(ctx))) {
 		progress = true;
 		blocking = false;	/* work found while spinning: collect it without sleeping */
+	}
+	/* Sleeping without an idle poll window behind us: let silenced sources wake us first. */
+	if (blocking && !polled && aio_poll_end(ctx)) {
+		progress = true;
+		blocking = false;
 	}
 	if (blocking) {
 		aio_prepare_sleep(ctx);

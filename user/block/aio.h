@@ -57,6 +57,15 @@ int sluice_aio_set_fd_handler(struct sluice_aio_ctx *ctx, int fd, sluice_aio_fn 
  */
 #define SLUICE_IOTHREAD_POLL_NS_DEFAULT	32768
 int sluice_aio_set_fd_poll(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_fn *io_poll);
+/*
+ * Home thread.  @io_poll_end runs each time the loop is about to sleep (after
+ * an idle poll window, or without polling at all): a handler that left its
+ * source's notifications off while the loop polled for it (a virtqueue
+ * whose kicks would only cost exits) turns them back on there.  It returns
+ * true when work arrived meanwhile: its io_read runs and the loop does not
+ * sleep.  Set on an fd already watched, like io_poll.
+ */
+int sluice_aio_set_fd_poll_end(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_fn *io_poll_end);
 void sluice_aio_set_poll_ns(struct sluice_aio_ctx *ctx, int64_t ns);
 
 /*

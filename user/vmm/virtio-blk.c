@@ -426,6 +426,17 @@ void sluice_vblk_queue_process(struct sluice_vblk_queue *q)
 			sluice_bh_schedule(q->kick_bh);
 			return;
 		}
+		/*
+		 * Ring empty with requests in flight: their completions bring the
+		 * driver's next requests, and the loop polls for them
+		 * (vblk_kick_poll).  Leave notifications off meanwhile, so those
+		 * cost no kick exits; vblk_kick_poll_end turns them on before the
+		 * loop sleeps.
+		 */
+		if (__atomic_load_n(&q->inflight, __ATOMIC_ACQUIRE)) {
+			q->notify_off = true;
+			return;
+		}
 		if (!sluice_vring_enable_notify(&q->vring))
 			return;
 	}
@@ -455,6 +466,23 @@ static bool vblk_kick_poll(void *opaque)
 	       sluice_vring_avail_pending(&q->vring);
 }
 
+/*
+ * Serving thread (its loop, about to sleep): notifications back on if the
+ * kick loop left them off; true when the guest added requests meanwhile
+ * (then the loop runs vblk_kick_read() instead of sleeping).
+ */
+static bool vblk_kick_poll_end(void *opaque)
+{
+	struct sluice_vblk_queue *q = opaque;
+
+	if (!q->notify_off)
+		return false;
+	q->notify_off = false;
+	if (!q->serving || __atomic_load_n(&q->broken, __ATOMIC_RELAXED))
+		return false;
+	return sluice_vring_enable_notify(&q->vring);
+}
+
 static void vblk_kick_bh(void *opaque)
 {
 	sluice_vblk_queue_process(opaque);
@@ -482,6 +510,7 @@ static void vblk_queue_attach(void *opaque)
 
 	q->broken = false;
 	q->throttled = false;
+	q->notify_off = false;
 	ret = sluice_vring_init(&q->vring, &mem, q->size, q->desc_gpa, q->avail_gpa, q->used_gpa,
 				q->vblk->features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
 				q->vblk->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
@@ -494,6 +523,7 @@ static void vblk_queue_attach(void *opaque)
 	q->serving = true;
 	sluice_aio_set_fd_handler(q->ctx, q->kick_fd, vblk_kick_read, NULL, q);
 	sluice_aio_set_fd_poll(q->ctx, q->kick_fd, vblk_kick_poll);
+	sluice_aio_set_fd_poll_end(q->ctx, q->kick_fd, vblk_kick_poll_end);
 	sluice_vblk_queue_process(q);
 }
 

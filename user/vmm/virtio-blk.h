@@ -81,6 +81,7 @@ struct sluice_vblk_queue {
 	bool serving;
 	bool broken;
 	bool throttled;			/* stopped popping: every request slot is in flight */
+	bool notify_off;		/* serving thread: ring empty, notifications left off while its loop polls */
 	struct sluice_vblk_req *free_reqs;
 	struct sluice_vq_seg segs[SLUICE_VBLK_MAX_SEGS];
 
