@@ -563,18 +563,21 @@ int sluice_aio_set_fd_poll_end(struct sluice_aio_ctx *ctx, int fd, sluice_aio_po
 }
 
 /*
- * Home thread, about to sleep: every io_poll_end, so the sources a poller
- * silenced can wake us again; the io_read of those that found work runs.
- * True if any did (then do not sleep).
+ * Home thread: each handler's io_poll (@end false: a busy-poll round) or
+ * io_poll_end (@end true: about to sleep, so the sources a poller silenced
+ * can wake us again); the io_read of those that found work runs.  True if
+ * any did (then do not sleep).
  */
-static bool aio_poll_end(struct sluice_aio_ctx *ctx)
+static bool aio_poll_handlers(struct sluice_aio_ctx *ctx, bool end)
 {
 	struct aio_handler *h;
 	bool found = false;
 
 	ctx->walking_handlers++;
 	for (h = ctx->handlers; h; h = h->next) {
-		if (!h->deleted && h->io_poll_end && h->io_read && h->io_poll_end(h->opaque)) {
+		sluice_aio_poll_fn *fn = end ? h->io_poll_end : h->io_poll;
+
+		if (!h->deleted && fn && h->io_read && fn(h->opaque)) {
 			h->io_read(h->opaque);
 			found = true;
 		}
@@ -609,31 +612,20 @@ static int64_t aio_now_ns(void)
 static bool aio_busy_poll(struct sluice_aio_ctx *ctx, int64_t timeout)
 {
 	int64_t budget = ctx->poll_ns, end;
-	struct aio_handler *h;
-	bool found = false;
 
 	if (timeout >= 0 && timeout < budget)
 		budget = timeout;
-	if (budget <= 0)
-		return false;
 	end = aio_now_ns() + budget;
-	do {
+	while (budget > 0) {
 		if (io_uring_cq_ready(&ctx->ring) || __atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED))
 			return true;
-		ctx->walking_handlers++;
-		for (h = ctx->handlers; h; h = h->next) {
-			if (!h->deleted && h->io_poll && h->io_read && h->io_poll(h->opaque)) {
-				h->io_read(h->opaque);
-				found = true;
-			}
-		}
-		ctx->walking_handlers--;
-		aio_reap_handlers(ctx);
-		if (found)
+		if (aio_poll_handlers(ctx, false))
 			return true;
 		__builtin_ia32_pause();
-	} while (aio_now_ns() < end);
-	return aio_poll_end(ctx);	/* idle window: going to sleep */
+		if (aio_now_ns() >= end)
+			break;
+	}
+	return aio_poll_handlers(ctx, true);	/* idle window: going to sleep */
 }
 
 /* ---- io_uring ---- */
@@ -761,7 +753,7 @@ bool sluice_aio_poll(struct sluice_aio_ctx *ctx, bool blocking)
 		blocking = false;	/* work found while spinning: collect it without sleeping */
 	}
 	/* Sleeping without an idle poll window behind us: let silenced sources wake us first. */
-	if (blocking && !polled && aio_poll_end(ctx)) {
+	if (blocking && !polled && aio_poll_handlers(ctx, true)) {
 		progress = true;
 		blocking = false;
 	}
