@@ -82,8 +82,10 @@ for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 	nf=$((nf + 1))
 	# A target names what it needs beyond the walker in comment lines:
 	# "// fuzz-sources: FILE...", "// fuzz-pkgs: PKG..." (pkg-config), "// fuzz-cflags: FLAG..." (paths from the repo root),
-	# "// fuzz-seed: SCRIPT" (writes seed inputs into the corpus directory given as its argument).
+	# "// fuzz-seed: SCRIPT" (writes seed inputs into the corpus directory given as its argument),
+	# "// fuzz-args: ARG..." (more libFuzzer flags).
 	fsrcs=() fflags=()
+	read -r -a fargs <<<"$(sed -n 's|^// fuzz-args:||p' "$src")"
 	for f in $(sed -n 's|^// fuzz-sources:||p' "$src"); do fsrcs+=("$REPO/$f"); done
 	for f in $(sed -n 's|^// fuzz-cflags:||p' "$src"); do fflags+=("${f/#-I/-I$REPO/}"); done
 	fpkgs=$(sed -n 's|^// fuzz-pkgs:||p' "$src")
@@ -100,7 +102,8 @@ for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 	for f in $(sed -n 's|^// fuzz-seed:||p' "$src"); do bash "$REPO/$f" "$B/fuzz/$name.corpus" >>"$C/$name.log" 2>&1; done
 	# rss_limit 4 GiB: with the qcow2 seeds the process peaks at 1.5 GiB (ASan included); 2 GiB, libFuzzer's
 	# default, leaves little room.  What allocates that much on a small hostile image is still to be found.
-	if "$B/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -print_final_stats=1 "$B/fuzz/$name.corpus" \
+	if "$B/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -print_final_stats=1 "${fargs[@]}" \
+		"$B/fuzz/$name.corpus" \
 		>>"$C/$name.log" 2>&1; then
 		echo "ok $nf $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$C/$name.log" |
 			grep -o '[0-9]*$') inputs)" >>"$C/fuzz.body"
