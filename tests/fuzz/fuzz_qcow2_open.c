@@ -9,7 +9,7 @@
 // fuzz-pkgs: glib-2.0 liburing zlib libzstd
 // fuzz-cflags: -Iuser/block
 // fuzz-seed: tests/fuzz/qcow2_seeds.sh
-// fuzz-args: -close_fd_mask=2
+// fuzz-args: -close_fd_mask=2 -malloc_limit_mb=128
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +23,9 @@
 #include "qcow2.h"
 
 /*
+ * "Never a huge allocation" on a hostile image is checked too: libFuzzer
+ * fails the run on any single allocation above -malloc_limit_mb (128 MiB).
+ *
  * One input: the image file.  Opened read-only (a backing file name that
  * resolves nowhere just fails the open), then a few reads spread over the
  * guest, so L1/L2 lookups, zero, compressed and unallocated clusters run.
