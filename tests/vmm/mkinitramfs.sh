@@ -37,7 +37,7 @@ export PATH=/bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-echo "SLUICE-MARKER: init is running"
+echo "SLUICE-MARKER: init is running (uptime $(cut -d' ' -f1 /proc/uptime))"
 echo "SLUICE-CPUS: $(grep -c ^processor /proc/cpuinfo)"
 echo "SLUICE-MEMTOTAL-KB: $(sed -n 's/^MemTotal: *\([0-9]*\) kB$/\1/p' /proc/meminfo)"
 echo "SLUICE-CMDLINE: $(cat /proc/cmdline)"
