@@ -61,11 +61,22 @@ void qcow2_rb_set(const struct qcow2_state *s, void *rb, uint64_t index, uint64_
 /* Coroutine, image lock held: see qcow2.h. */
 int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_file(struct qcow2_state *s, uint64_t end)
 {
-	int64_t cur = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
+	uint64_t cur = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED), ahead;
 
-	if (end <= (uint64_t)cur)
+	if (end > s->data_end)
+		s->data_end = end;
+	if (end <= cur)
 		return 0;
-	return sluice_bds_co_truncate(s->bs->file, end);
+	/*
+	 * One ftruncate per eighth of the file (at least 1 MiB) rather than one
+	 * per cluster: each is a thread-pool round trip.  The tail is sparse
+	 * zeros beyond data_end; close cuts it off.
+	 */
+	ahead = cur + MAX(cur / 8, 1ull << 20);
+	ahead = (ahead + s->cluster_size - 1) & ~(s->cluster_size - 1);
+	if (ahead < end || ahead > QCOW2_MAX_HOST_OFFSET)
+		ahead = end;
+	return sluice_bds_co_truncate(s->bs->file, ahead);
 }
 
 /* Image lock held: host offset of refcount block @rt_index (0: none), or -EIO for a bad entry. */

@@ -546,7 +546,7 @@ retry:
 			nb = 1;
 			host = qcow2_start_of_cluster(s, m.host);
 		} else {
-			int64_t flen = __atomic_load_n(&s->bs->file->total_bytes, __ATOMIC_RELAXED);
+			uint64_t zero_from = s->data_end;	/* before this allocation moves it */
 
 			a = qcow2_co_alloc_clusters(s, last - first + 1, &nb);
 			if (a < 0) {
@@ -555,10 +555,10 @@ retry:
 			}
 			host = a;
 			/*
-			 * Clusters past the old end of the file read as zeros: when the
-			 * guest clusters read as zeros too, there is nothing to copy.
+			 * Clusters past the end of what was ever allocated read as zeros:
+			 * when the guest clusters read as zeros too, there is nothing to copy.
 			 */
-			no_cow = host >= (uint64_t)flen &&
+			no_cow = host >= zero_from &&
 				 (m.type == QCOW2_CLUSTER_ZERO_PLAIN ||
 				  (m.type == QCOW2_CLUSTER_UNALLOCATED && !s->backing));
 		}
@@ -1370,6 +1370,7 @@ static int qcow2_open(struct sluice_bds *bs, const char *filename, int flags, ch
 		qcow2_err(errp, "Could not get the length of '%s': %s", filename, strerror((int)-len));
 		return len;
 	}
+	s->data_end = (uint64_t)len;
 	o.file_len = len;
 	ret = qcow2_run_sync(qcow2_co_open_body, &o);
 	free(o.cluster0);
@@ -1402,8 +1403,13 @@ err_free_state:
 static int coroutine_fn GRAPH_RDLOCK qcow2_co_close_body(void *opaque)
 {
 	struct sluice_bds *bs = opaque;
+	struct qcow2_state *s = bs->opaque;
 	int ret = qcow2_co_flush(bs);
 
+	/* The file was grown ahead of the allocations (qcow2_co_grow_file): give the unused tail back. */
+	if (ret >= 0 && !s->corrupt &&
+	    (uint64_t)__atomic_load_n(&bs->file->total_bytes, __ATOMIC_RELAXED) > s->data_end)
+		ret = sluice_bds_co_truncate(bs->file, s->data_end);
 	if (ret < 0)
 		fprintf(stderr, "qcow2: %s: could not write metadata on close: %s\n", bs->filename,
 			strerror(-ret));

@@ -175,6 +175,8 @@ struct qcow2_state {
 	uint64_t refcount_table_entries;
 	uint64_t free_cluster_index;
 	uint64_t free_byte_offset;	/* compressed writes: next free byte in a shared cluster, 0: none */
+	uint64_t data_end;		/* file length at open or end of the last allocation, if more:
+					 * the file reads as zeros beyond it (it may be grown further ahead) */
 	struct qcow2_cache l2_cache;
 	struct qcow2_cache rb_cache;
 	struct qcow2_req *reqs;
