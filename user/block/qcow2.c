@@ -66,6 +66,9 @@ int qcow2_run_sync(int (*fn)(void *opaque), void *opaque)
 		return -ENOMEM;
 	sluice_co_enter(sluice_co_create(qcow2_sync_entry, &c));
 	SLUICE_AIO_WAIT_WHILE(ctx, !c.done);
+	/* What the body's last request left behind (e.g. a drain wake-up BH while drained) runs now. */
+	while (sluice_aio_poll(ctx, false))
+		;
 	return c.ret;
 }
 
