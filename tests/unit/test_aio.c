@@ -301,6 +301,7 @@ static void *write_later(void *opaque)
 static enum ktap_result poll_end_before_sleep(void)
 {
 	struct quiet_src q = { .ctx = sluice_aio_ctx_new("t", 0) };
+	GMainContext *gc;
 	int mode;
 
 	KTAP_SYSCALL(pipe2(q.fds, O_NONBLOCK | O_CLOEXEC));
@@ -326,10 +327,18 @@ static enum ktap_result poll_end_before_sleep(void)
 		pthread_join(t, NULL);
 		KTAP_EXPECT(q.ends >= 2, "mode %d: slept without io_poll_end (%d)", mode, q.ends);
 	}
+	/* Under a GLib main loop (the VMM's main thread): the GSource's prepare runs it before GLib sleeps. */
+	gc = g_main_context_new();
+	g_source_attach(sluice_aio_get_g_source(q.ctx), gc);
+	q.reads = q.ends = 0;
+	q.work_at_end = true;
+	g_main_context_iteration(gc, TRUE);
+	KTAP_EXPECT(q.ends >= 1 && q.reads == 1, "gsource: ends %d reads %d", q.ends, q.reads);
 	sluice_aio_set_fd_handler(q.ctx, q.fds[0], NULL, NULL, NULL);
 	close(q.fds[0]);
 	close(q.fds[1]);
 	sluice_aio_ctx_free(q.ctx);
+	g_main_context_unref(gc);
 	return KTAP_PASS;
 }
 

@@ -806,6 +806,15 @@ static gboolean aio_gsource_prepare(GSource *source, gint *timeout)
 	int64_t d;
 
 	sluice_aio_uring_flush(ctx);
+	/*
+	 * GLib may sleep on us next: like sluice_aio_poll() before it sleeps,
+	 * let the sources a poller silenced wake us (io_poll_end); work they
+	 * found ran, so dispatch without sleeping.
+	 */
+	if (aio_poll_handlers(ctx, true)) {
+		*timeout = 0;
+		return TRUE;
+	}
 	aio_prepare_sleep(ctx);
 	if (aio_has_work(ctx)) {
 		aio_end_sleep(ctx);

@@ -59,7 +59,8 @@ int sluice_aio_set_fd_handler(struct sluice_aio_ctx *ctx, int fd, sluice_aio_fn 
 int sluice_aio_set_fd_poll(struct sluice_aio_ctx *ctx, int fd, sluice_aio_poll_fn *io_poll);
 /*
  * Home thread.  @io_poll_end runs each time the loop is about to sleep (after
- * an idle poll window, or without polling at all): a handler that left its
+ * an idle poll window, or without polling at all, or before GLib sleeps on
+ * the loop's GSource): a handler that left its
  * source's notifications off while the loop polled for it (a virtqueue
  * whose kicks would only cost exits) turns them back on there.  It returns
  * true when work arrived meanwhile: its io_read runs and the loop does not
