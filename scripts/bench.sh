@@ -153,7 +153,7 @@ lab_run() {
 	done
 	wait $pid
 	# The guest kernel's own uptime when init ran: boot time minus that is spent before the kernel.
-	up=$(tr -d '\r' <"$out" | sed -n 's/^SLUICE-MARKER: init is running (uptime \([0-9.]*\)).*/\1/p' | head -1)
+	up=$(tr -d '\r' <"$out" | sed -n 's/.*SLUICE-MARKER: init is running (uptime \([0-9.]*\)).*/\1/p' | head -1)
 	echo "$t_init $rss ${up:-}" >"$LABW/$name.res"
 }
 
