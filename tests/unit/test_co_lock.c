@@ -6,26 +6,9 @@
 #include "aio.h"
 #include "coroutine.h"
 #include "iothread.h"
+#include "co-test.h"
 #include "ktap.h"
 
-static struct sluice_aio_ctx *main_ctx;
-
-/* Main thread: a ctx for the main thread, made current. */
-static void setup(void)
-{
-	if (!main_ctx)
-		main_ctx = sluice_aio_ctx_new("main", 0);
-	sluice_aio_ctx_set_current(main_ctx);
-}
-
-/* Coroutine only: let the loop run other things, then continue here. */
-static void coroutine_fn yield_to_loop(void)
-{
-	struct sluice_co *self = sluice_co_self();
-
-	sluice_aio_co_schedule(sluice_co_ctx(self), self);
-	sluice_co_yield();
-}
 
 static struct sluice_co_mutex mutex;
 static int shared, inside, max_inside;
@@ -40,11 +23,11 @@ static void coroutine_fn mutex_worker(void *opaque)
 		if (++inside > max_inside)
 			max_inside = inside;
 		v = shared;
-		yield_to_loop();
+		co_test_yield_to_loop();
 		shared = v + 1;
 		inside--;
 		sluice_co_mutex_unlock(&mutex);
-		yield_to_loop();
+		co_test_yield_to_loop();
 	}
 }
 
@@ -52,12 +35,12 @@ static enum ktap_result mutex_excludes(void)
 {
 	int i;
 
-	setup();
+	co_test_setup();
 	sluice_co_mutex_init(&mutex);
 	shared = inside = max_inside = 0;
 	for (i = 0; i < 5; i++)
 		sluice_co_enter(sluice_co_create(mutex_worker, NULL));
-	SLUICE_AIO_WAIT_WHILE(main_ctx, sluice_co_alive());
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), sluice_co_alive());
 	KTAP_EXPECT(shared == 100 && max_inside == 1, "shared %d, max inside %d", shared, max_inside);
 	return KTAP_PASS;
 }
@@ -81,7 +64,7 @@ TSA_NO_TSA static enum ktap_result mutex_fifo(void)
 	struct sluice_co *holder;
 	int i;
 
-	setup();
+	co_test_setup();
 	sluice_co_mutex_init(&mutex);
 	order_len = 0;
 	holder = sluice_co_create(fifo_holder, NULL);
@@ -91,7 +74,7 @@ TSA_NO_TSA static enum ktap_result mutex_fifo(void)
 		sluice_co_enter(sluice_co_create(fifo_waiter, (void *)(intptr_t)i));
 	KTAP_EXPECT(order_len == 0, "a waiter got in");
 	sluice_co_enter(holder);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, sluice_co_alive());
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), sluice_co_alive());
 	KTAP_EXPECT(order_len == 8, "only %d acquired", order_len);
 	for (i = 0; i < 8; i++)
 		KTAP_EXPECT(order[i] == i, "acquisition %d went to %d", i, order[i]);
@@ -108,7 +91,7 @@ static void coroutine_fn cross_worker(void *opaque)
 		sluice_co_mutex_lock(&mutex);
 		v = shared;
 		if (i % 4 == 0)
-			yield_to_loop();	/* holding the lock: the other thread must wait */
+			co_test_yield_to_loop();	/* holding the lock: the other thread must wait */
 		shared = v + 1;
 		sluice_co_mutex_unlock(&mutex);
 	}
@@ -151,7 +134,7 @@ static enum ktap_result queue_next_and_restart_all(void)
 {
 	int i;
 
-	setup();
+	co_test_setup();
 	sluice_co_mutex_init(&mutex);
 	sluice_co_queue_init(&queue);
 	order_len = 0;
@@ -160,11 +143,11 @@ static enum ktap_result queue_next_and_restart_all(void)
 		sluice_co_enter(sluice_co_create(queue_waiter, (void *)(intptr_t)i));
 	KTAP_EXPECT(!sluice_co_queue_empty(&queue) && order_len == 0, "waiters did not wait");
 	KTAP_EXPECT(sluice_co_queue_next(&queue), "next found nobody");
-	SLUICE_AIO_WAIT_WHILE(main_ctx, order_len < 1);
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), order_len < 1);
 	KTAP_EXPECT(order[0] == 0, "next woke %d", order[0]);
 	sluice_co_queue_restart_all(&queue);
 	KTAP_EXPECT(sluice_co_queue_empty(&queue), "restart_all left waiters");
-	SLUICE_AIO_WAIT_WHILE(main_ctx, sluice_co_alive());
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), sluice_co_alive());
 	KTAP_EXPECT(order_len == 4 && order[1] == 1 && order[2] == 2 && order[3] == 3,
 		    "order %d: %d %d %d", order_len, order[1], order[2], order[3]);
 	return KTAP_PASS;
@@ -197,7 +180,7 @@ static enum ktap_result rwlock_readers_share_writer_excludes(void)
 {
 	struct sluice_co *r1, *r2, *w;
 
-	setup();
+	co_test_setup();
 	sluice_co_rwlock_init(&rw);
 	order_len = readers_in = writer_in = 0;
 	r1 = sluice_co_create(reader, (void *)1);
@@ -207,18 +190,18 @@ static enum ktap_result rwlock_readers_share_writer_excludes(void)
 	sluice_co_enter(r2);
 	KTAP_EXPECT(readers_in == 2, "readers did not share: %d", readers_in);
 	sluice_co_enter(w);
-	while (sluice_aio_poll(main_ctx, false))
+	while (sluice_aio_poll(co_test_main_ctx(), false))
 		;
 	KTAP_EXPECT(writer_in == 0, "writer got in with readers");
 	sluice_co_enter(r1);
-	while (sluice_aio_poll(main_ctx, false))
+	while (sluice_aio_poll(co_test_main_ctx(), false))
 		;
 	KTAP_EXPECT(writer_in == 0, "writer got in with a reader");
 	sluice_co_enter(r2);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, !writer_in);
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), !writer_in);
 	KTAP_EXPECT(readers_in == 0, "reader inside with the writer");
 	sluice_co_enter(w);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, sluice_co_alive());
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), sluice_co_alive());
 	return KTAP_PASS;
 }
 
@@ -226,7 +209,7 @@ static enum ktap_result rwlock_writer_not_starved(void)
 {
 	struct sluice_co *r1, *r2, *w;
 
-	setup();
+	co_test_setup();
 	sluice_co_rwlock_init(&rw);
 	order_len = readers_in = writer_in = 0;
 	r1 = sluice_co_create(reader, (void *)1);
@@ -235,17 +218,17 @@ static enum ktap_result rwlock_writer_not_starved(void)
 	sluice_co_enter(r1);
 	sluice_co_enter(w);		/* waits for r1 */
 	sluice_co_enter(r2);		/* arrives after the writer: queues behind it */
-	while (sluice_aio_poll(main_ctx, false))
+	while (sluice_aio_poll(co_test_main_ctx(), false))
 		;
 	KTAP_EXPECT(order_len == 1 && readers_in == 1, "late reader overtook the writer");
 	sluice_co_enter(r1);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, !writer_in);
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), !writer_in);
 	KTAP_EXPECT(order_len == 2 && order[1] == 10, "writer not next");
 	sluice_co_enter(w);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, order_len < 3);
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), order_len < 3);
 	KTAP_EXPECT(order[2] == 2 && !writer_in, "reader after writer");
 	sluice_co_enter(r2);
-	SLUICE_AIO_WAIT_WHILE(main_ctx, sluice_co_alive());
+	SLUICE_AIO_WAIT_WHILE(co_test_main_ctx(), sluice_co_alive());
 	return KTAP_PASS;
 }
 

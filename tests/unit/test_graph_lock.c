@@ -8,26 +8,8 @@
 #include "block.h"
 #include "coroutine.h"
 #include "iothread.h"
+#include "co-test.h"
 #include "ktap.h"
-
-static struct sluice_aio_ctx *main_ctx;
-
-/* Main thread: a ctx for the main thread, made current (the writer polls it). */
-static void setup(void)
-{
-	if (!main_ctx)
-		main_ctx = sluice_aio_ctx_new("main", 0);
-	sluice_aio_ctx_set_current(main_ctx);
-}
-
-/* Coroutine: go round the home loop once. */
-static void coroutine_fn yield_to_loop(void)
-{
-	struct sluice_co *self = sluice_co_self();
-
-	sluice_aio_co_schedule(sluice_co_ctx(self), self);
-	sluice_co_yield();
-}
 
 /* Shared between the readers and the writer of one case. */
 static int readers_in;		/* atomic: readers between rdlock and rdunlock */
@@ -83,7 +65,7 @@ static enum ktap_result writer_waits_and_readers_park(void)
 	pthread_t rel;
 
 	KTAP_EXPECT(t, "iothread: %s", strerror(errno));
-	setup();
+	co_test_setup();
 	overlap = readers_done = 0;
 	hold_reader = 1;
 	sluice_aio_co_schedule(sluice_iothread_ctx(t), sluice_co_create(holder_co, NULL));
@@ -135,7 +117,7 @@ static enum ktap_result reader_moves_threads(void)
 	int i;
 
 	KTAP_EXPECT(a && b, "iothreads: %s", strerror(errno));
-	setup();
+	co_test_setup();
 	readers_done = 0;
 	move_target = sluice_iothread_ctx(b);
 	for (i = 0; i < 64; i++)
@@ -162,7 +144,7 @@ static void coroutine_fn busy_reader_co(void *opaque)
 		__atomic_fetch_add(&readers_in, 1, __ATOMIC_SEQ_CST);
 		if (__atomic_load_n(&writer_in, __ATOMIC_SEQ_CST))
 			__atomic_store_n(&overlap, 1, __ATOMIC_SEQ_CST);
-		yield_to_loop();
+		co_test_yield_to_loop();
 		__atomic_fetch_sub(&readers_in, 1, __ATOMIC_SEQ_CST);
 		sluice_graph_co_rdunlock();
 	}
@@ -176,7 +158,7 @@ static enum ktap_result writer_excludes_busy_readers(void)
 	int i;
 
 	KTAP_EXPECT(a && b, "iothreads: %s", strerror(errno));
-	setup();
+	co_test_setup();
 	overlap = readers_done = readers_in = stop_readers = 0;
 	for (i = 0; i < 4; i++) {
 		sluice_aio_co_schedule(sluice_iothread_ctx(a), sluice_co_create(busy_reader_co, NULL));
