@@ -151,7 +151,7 @@ struct sluice_blk_disk {
 
 /* sluice_blk_mem.c */
 extern const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops;
-extern struct workqueue_struct *sluice_blk_wq;	/* sluice_blk_main.c: flushes */
+extern struct workqueue_struct *sluice_blk_wq;	/* sluice_blk_main.c: FLUSH, DISCARD, WRITE_ZEROES */
 void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len);
 int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg);
 void sluice_blk_free_mem_table(struct sluice_blk_disk *disk);

@@ -88,16 +88,24 @@ static struct graph_reader *graph_reader_self(void)
 	return r;
 }
 
-/* Any thread: readers in the whole process. */
-static long graph_reader_sum(void)
+/* Any thread, graph_lock_mutex held: readers in the whole process. */
+static long graph_reader_sum_locked(void)
 {
 	struct graph_reader *r;
+	long sum = graph_orphans;
+
+	for (r = graph_readers; r; r = r->next)
+		sum += __atomic_load_n(&r->count, __ATOMIC_SEQ_CST);
+	return sum;
+}
+
+/* Any thread: readers in the whole process; takes graph_lock_mutex. */
+static long graph_reader_sum(void)
+{
 	long sum;
 
 	pthread_mutex_lock(&graph_lock_mutex);
-	sum = graph_orphans;
-	for (r = graph_readers; r; r = r->next)
-		sum += __atomic_load_n(&r->count, __ATOMIC_SEQ_CST);
+	sum = graph_reader_sum_locked();
 	pthread_mutex_unlock(&graph_lock_mutex);
 	return sum;
 }
@@ -176,16 +184,8 @@ TSA_NO_TSA void sluice_graph_wrlock(void)
 		return;
 	}
 	pthread_mutex_lock(&graph_lock_mutex);
-	for (;;) {
-		long sum = graph_orphans;
-		struct graph_reader *r;
-
-		for (r = graph_readers; r; r = r->next)
-			sum += __atomic_load_n(&r->count, __ATOMIC_SEQ_CST);
-		if (sum <= 0)
-			break;
+	while (graph_reader_sum_locked() > 0)
 		pthread_cond_wait(&graph_cond, &graph_lock_mutex);
-	}
 	pthread_mutex_unlock(&graph_lock_mutex);
 }
 

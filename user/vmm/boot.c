@@ -195,12 +195,10 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	 * area is the workspace.  Anything this cannot do falls back to
 	 * loading the bzImage for its own decompressor.
 	 */
-	entry = 0;
-	if (!getenv("SLUICE_GUEST_DECOMPRESS") &&
+	entry = 0;	/* set only by a successful sluice_vmlinux_load() */
+	if (getenv("SLUICE_GUEST_DECOMPRESS") ||
 	    sluice_vmlinux_load(vm, kfd, setup_size + bp->hdr.payload_offset, bp->hdr.payload_length,
-				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, &entry, &vmlinux_end, &why))
-		entry = 0;
-	if (!entry) {
+				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, &entry, &vmlinux_end, &why)) {
 		ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
 		if (ret)
 			goto out_free;

@@ -133,6 +133,7 @@ static int get_supported_cpuid(struct sluice_vm *vm)
 	vm->cpuid = cpuid;
 	return 0;
 }
+
 /*
  * Main thread: anonymous guest RAM on a 2 MiB boundary, transparent huge
  * pages asked for (as QEMU does): with the guest-physical layout also 2 MiB
@@ -159,7 +160,6 @@ static uint8_t *ram_map(uint64_t size)
 	madvise(ram, size, MADV_MERGEABLE);
 	return ram;
 }
-
 
 /*
  * Open /dev/kvm, check it, create the VM with its irqchip and PIT and give it
