@@ -144,7 +144,11 @@ for v in "${KVERS[@]}"; do
 		fi
 		break
 	done
-	grep -E '^(== lab suite|ok|not ok|  (not )?ok)|^# [^ ]+: [0-9]+ s$|lab: error' "$C/lab-$v.log"
+	# Results and timings; a failed case also shows what it printed (its last 25 lines), so a CI log
+	# that holds only this output still says why.
+	awk '/^  (not )?ok / { if ($1 == "not") for (i = 0; i < n; i++) print "  # | " buf[i]; n = 0 }
+	     /^(== lab suite|ok|not ok|  (not )?ok)|^# [^ ]+: [0-9]+ s$|lab: error/ { print; n = 0; next }
+	     { if (n == 25) { for (i = 1; i < n; i++) buf[i - 1] = buf[i]; n-- } buf[n++] = $0 }' "$C/lab-$v.log"
 	found=0
 	for f in "$B/lab/$v/check/ktap/"*.ktap; do
 		[ -f "$f" ] || continue

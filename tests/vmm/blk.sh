@@ -57,9 +57,9 @@ readonly_drive() {
 
 # The control socket during a guest's write/verify loop, and set-queue-iothread back and forth meanwhile.
 control_and_queue_move() {
-	local img sock=$WORK/ctl.sock moves=0 pid q st want
+	local img sock=$WORK/ctl.sock moves=0 pid q st want stopped=0
 	img=$(mkdisk ctl)
-	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:40" \
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loopstop:400" \
 		--cpus 1 --iothread id=io0 --iothread id=io1 --control "$sock" \
 		--drive file="$img",format=raw,id=d0,queues=1,iothread=io0 \
 		>"$WORK/ctl.out" 2>"$WORK/ctl.err" </dev/null &
@@ -73,35 +73,37 @@ control_and_queue_move() {
 	grep -q '"id":"io1","thread-id":[0-9]' "$WORK/iothreads.json" || { cat "$WORK/iothreads.json"; kill $pid; return 1; }
 	"$CTL" "$sock" '{"execute":"nope"}' >/dev/null && { echo "unknown command accepted"; kill $pid; return 1; }
 	"$CTL" "$sock" '{"execute":' >/dev/null && { echo "bad JSON accepted"; kill $pid; return 1; }
-	# Wait for the guest's loop, then move queue 0 between the IOThreads while it runs.
-	for _ in $(seq 600); do
-		grep -q SLUICE-CMDLINE "$WORK/ctl.out" 2>/dev/null && break
+	# Wait for the guest's loop, then move queue 0 between the IOThreads while it runs; after 4
+	# moves, end the loop.
+	for _ in $(seq $((GUEST_TIMEOUT * 10))); do
+		grep -q SLUICE-BLK-LOOP-START "$WORK/ctl.out" 2>/dev/null && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.1
 	done
 	q=io1
-	while kill -0 $pid 2>/dev/null && ! grep -q SLUICE-BLK-LOOP "$WORK/ctl.out"; do
-		if "$CTL" "$sock" set-queue-iothread drive=d0 queue=0 iothread=$q >/dev/null 2>&1; then
+	while kill -0 $pid 2>/dev/null && ! grep -q SLUICE-BLK-LOOP: "$WORK/ctl.out"; do
+		if [ $stopped = 0 ] && "$CTL" "$sock" set-queue-iothread drive=d0 queue=0 iothread=$q >/dev/null 2>&1; then
 			moves=$((moves + 1))
 			# Keep the last good answer (the VM may end between two commands).
 			"$CTL" "$sock" query-block >"$WORK/block.tmp" 2>/dev/null && mv "$WORK/block.tmp" "$WORK/block.json"
 			[ $q = io1 ] && q=io0 || q=io1
+			[ $moves -ge 4 ] && stop_guest_loop "$img" && stopped=1
 		fi
 		sleep 0.3
 	done
 	wait $pid
 	st=$?
 	[ "$st" = 0 ] || { echo "exit status $st"; tr -d '\r' <"$WORK/ctl.out" | tail; cat "$WORK/ctl.err"; return 1; }
-	[ $moves -ge 2 ] || { echo "only $moves queue moves during the guest's I/O"; return 1; }
+	[ $stopped = 1 ] || { echo "only $moves queue moves during the guest's loop"; show ctl; return 1; }
 	grep -q '"image":"'"$img"'","format":"raw","dataplane":"user"' "$WORK/block.json" &&
 		grep -q '"queue-map":\[{"queue":0,"iothread":"io[01]","thread-id":[0-9]*,"requests":[1-9]' "$WORK/block.json" ||
 		{ echo "query-block: $(cat "$WORK/block.json")"; return 1; }
-	tr -d '\r' <"$WORK/ctl.out" | grep -q "SLUICE-BLK-LOOP: rounds=40 bad=0" ||
-		{ echo "guest loop: $(tr -d '\r' <"$WORK/ctl.out" | grep SLUICE-BLK-LOOP)"; return 1; }
-	want=$(tr -d '\r' <"$WORK/ctl.out" | sed -n 's/.*SLUICE-BLK-LOOP: .* md5=//p')
+	lines ctl SLUICE-BLK-LOOP | grep -q "^rounds=[0-9]* bad=0 " ||
+		{ echo "guest loop: $(lines ctl SLUICE-BLK-LOOP)"; return 1; }
+	want=$(lines ctl SLUICE-BLK-LOOP | sed -n 's/.* md5=//p')
 	[ "$(md5_at "$img" 1 1)" = "$want" ] && [ "$(md5_at "$img" 8 1)" = "$want" ] ||
 		{ echo "image does not hold the guest's data after $moves moves"; return 1; }
-	echo "# $moves queue moves during the guest's I/O" >&2
+	echo "# $moves queue moves during the guest's I/O ($(lines ctl SLUICE-BLK-LOOP | cut -d' ' -f1))" >&2
 }
 
 quit_command() {

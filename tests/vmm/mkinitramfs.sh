@@ -94,22 +94,27 @@ if [ -n "$blk" ]; then
 			sync
 		done
 		;;
-	loop:*)
+	loop:*|loopstop:*)
 		# N rounds of write + read back + compare over 1 MiB slices of vda (during a queue move).
-		rounds=${blk#loop:}
+		# loopstop:MAX: the same until the host writes SLUICE-STOP at 31 MiB (looked at from round 8
+		# on, so every slice was written) or MAX rounds: the host decides how long the I/O lasts.
+		max=${blk#*:}
 		bad=0
 		dd if=/dev/urandom of=/pat bs=64k count=16 2>/dev/null
 		want=$(md5sum </pat | cut -d' ' -f1)
+		echo "SLUICE-BLK-LOOP-START"
 		i=0
-		while [ $i -lt "$rounds" ]; do
+		while [ $i -lt "$max" ]; do
 			off=$((16 + (i % 8) * 16))
 			dd if=/pat of=/dev/vda bs=64k seek=$off oflag=direct 2>/dev/null || bad=$((bad + 1))
 			got=$(dd if=/dev/vda bs=64k skip=$off count=16 iflag=direct 2>/dev/null | md5sum | cut -d' ' -f1)
 			[ "$got" = "$want" ] || bad=$((bad + 1))
 			i=$((i + 1))
+			case $blk in loopstop:*) [ $i -ge 8 ] && dd if=/dev/vda bs=512 skip=63488 count=1 iflag=direct \
+				2>/dev/null | grep -q SLUICE-STOP && break ;; esac
 		done
 		sync
-		echo "SLUICE-BLK-LOOP: rounds=$rounds bad=$bad md5=$want"
+		echo "SLUICE-BLK-LOOP: rounds=$i bad=$bad md5=$want"
 		;;
 	flushlog:*)
 		# First a discard then a write of the same range (it must read back the new data).  Then N rounds:

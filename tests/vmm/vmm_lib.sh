@@ -93,6 +93,11 @@ lines() {
 	tr -d '\r' <"$WORK/$1.out" | sed -n "s/^$2: //p"
 }
 
+# stop_guest_loop IMG: end a guest's loopstop:MAX run (it reads this marker at 31 MiB each round).
+stop_guest_loop() {
+	printf SLUICE-STOP | dd of="$1" bs=512 seek=63488 conv=notrunc,fsync 2>/dev/null
+}
+
 md5_at() {	# md5_at IMG OFFSET_MIB LEN_MIB
 	dd if="$1" bs=64k skip=$(($2 * 16)) count=$(($3 * 16)) 2>/dev/null | md5sum | cut -d' ' -f1
 }
