@@ -263,24 +263,34 @@ bench_kernel() {
 	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
 	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
 	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
-	lab_run kern "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
-	lab_run user "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1
-	lab_run qemu "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
-		-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
-		-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
-		-device virtio-blk-pci,drive=d0,iothread=io0
-	lab_run kern1 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+	# RUNS rounds, the order rotating (K U Q, U Q K, Q K U, ...) so that drifting load hurts all; medians.
+	local order=(kern user qemu) r i who
+	for r in $(seq 1 "$RUNS"); do
+		for i in 0 1 2; do
+			who=${order[$(((r - 1 + i) % 3))]}
+			case $who in
+			kern) lab_run kern$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+				--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel ;;
+			user) lab_run user$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+				--cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1 ;;
+			qemu) lab_run qemu$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
+				-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
+				-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
+				-device virtio-blk-pci,drive=d0,iothread=io0 ;;
+			esac
+		done
+	done
+	lab_run mq1 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
-	lab_run kern2 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+	lab_run mq2 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=2,dataplane=kernel
+	echo "(1 queue, 1 vCPU: medians of $RUNS rotated rounds)"
 	printf '%-22s %9s %9s %9s %12s %12s %s\n' "4k random" kernel user qemu kernel/user kernel/qemu "targets >=1.3 / >=1.5"
 	for m in read write; do
 		for qd in 1 32; do
-			k=$(lab_iops kern $m $qd)
-			u=$(lab_iops user $m $qd)
-			q=$(lab_iops qemu $m $qd)
+			k=$(lab_med kern $m $qd)
+			u=$(lab_med user $m $qd)
+			q=$(lab_med qemu $m $qd)
 			r1=$(ratio "${k:-0}" "${u:-0}")
 			r2=$(ratio "${k:-0}" "${q:-0}")
 			printf '%-22s %9s %9s %9s %12s %12s %s / %s\n' "$m QD$qd (IOPS)" "${k:--}" "${u:--}" "${q:--}" \
@@ -291,13 +301,13 @@ bench_kernel() {
 	printf '%-22s %9s %9s %12s\n' "2 vCPUs, kernel" "1 queue" "2 queues" "2q/1q"
 	for m in read write; do
 		for qd in 1 32; do
-			r1=$(lab_iops kern1 $m $qd)
-			r2=$(lab_iops kern2 $m $qd)
+			r1=$(lab_iops mq1 $m $qd)
+			r2=$(lab_iops mq2 $m $qd)
 			printf '%-22s %9s %9s %12s\n' "$m QD$qd (IOPS)" "${r1:--}" "${r2:--}" "$(ratio "${r2:-0}" "${r1:-0}")"
 		done
 	done
 	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
-	for r in kern user qemu kern1 kern2; do
+	for r in $(for i in $(seq 1 "$RUNS"); do echo kern$i user$i qemu$i; done) mq1 mq2; do
 		grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
 	done
 	rm -rf "$LABW" "$img"

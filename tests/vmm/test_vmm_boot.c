@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* test_vmm_boot.c - unit tests of the VMM's boot path without KVM: bzImage checks, RAM split, e820, vmlinux loading. */
 #include <dirent.h>
+#include <elf.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -152,6 +154,82 @@ static int payload_of(const char *path, uint64_t *off, uint32_t *len, uint64_t *
 	return 0;
 }
 
+/* The payload of @path decompressed by the xz or zstd tool (a second opinion); its length in *@n, or NULL. */
+static uint8_t *tool_decompress(const char *path, uint64_t off, uint32_t len, size_t *n)
+{
+	char cmd[768];
+	uint8_t magic[4], *buf = NULL;
+	size_t cap = 0, got;
+	FILE *f;
+	int fd = open(path, O_RDONLY);
+
+	if (fd < 0 || pread(fd, magic, 4, (off_t)off) != 4) {
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "tail -c +%llu '%s' | head -c %u | %s -dc 2>/dev/null", (unsigned long long)off + 1,
+		 path, len, magic[0] == 0x28 ? "zstd" : "xz");
+	f = popen(cmd, "r");
+	if (!f)
+		return NULL;
+	*n = 0;
+	for (;;) {
+		if (*n == cap) {
+			uint8_t *nb = realloc(buf, cap ? cap * 2 : 1 << 26);
+
+			if (!nb)
+				break;
+			buf = nb;
+			cap = cap ? cap * 2 : 1 << 26;
+		}
+		got = fread(buf + *n, 1, cap - *n, f);
+		if (!got)
+			break;
+		*n += got;
+	}
+	pclose(f);
+	return buf;
+}
+
+/*
+ * Guest memory from @min to @max holds exactly what the ELF @elf says: each
+ * PT_LOAD's file bytes at its physical address, zeroes in its bss, and zeroes
+ * everywhere else in [@min, @max).  A reason, or NULL.
+ */
+static const char *image_matches(const uint8_t *ram, const uint8_t *elf, size_t n, uint64_t min, uint64_t max)
+{
+	const Elf64_Ehdr *eh = (const void *)elf;
+	uint64_t a = min, i, j;
+
+	for (a = min; a < max; a++) {
+		bool inseg = false;
+
+		for (i = 0; i < eh->e_phnum && !inseg; i++) {
+			const Elf64_Phdr *ph = (const void *)(elf + eh->e_phoff + i * sizeof(Elf64_Phdr));
+
+			if (ph->p_type != PT_LOAD || a < ph->p_paddr || a >= ph->p_paddr + ph->p_memsz)
+				continue;
+			inseg = true;
+			/* Compare the whole segment at once, then skip it. */
+			j = a - ph->p_paddr;
+			if (j < ph->p_filesz && ph->p_offset + ph->p_filesz <= n &&
+			    memcmp(ram + a, elf + ph->p_offset + j, ph->p_filesz - j))
+				return "a segment's bytes differ from the ELF's";
+			if (j < ph->p_filesz)
+				j = ph->p_filesz;
+			for (; j < ph->p_memsz; j++)
+				if (ram[ph->p_paddr + j])
+					return "a segment's bss is not zero";
+			a = ph->p_paddr + ph->p_memsz - 1;
+		}
+		if (!inseg && ram[a])
+			return "memory outside the segments is not zero";
+	}
+	return NULL;
+}
+
 /*
  * The installed Debian kernels (zstd for 6.12, xz for 6.1) decompress and
  * load: the entry lies in a loaded segment at 16 MiB and the kernel's banner
@@ -165,7 +243,9 @@ static enum ktap_result vmlinux_from_bzimage(void)
 	char path[512], trunc[] = "/tmp/sluice-vmlinux-XXXXXX";
 	uint64_t off, init_end, entry, end;
 	struct dirent *de;
-	const char *why;
+	const char *why, *bad;
+	uint8_t *elf;
+	size_t elf_len;
 	int tried = 0, fd, tfd, ret;
 	uint32_t len;
 	DIR *d;
@@ -190,6 +270,22 @@ static enum ktap_result vmlinux_from_bzimage(void)
 			    path, (unsigned long long)entry, (unsigned long long)end);
 		KTAP_EXPECT(memmem(vm.ram + 0x1000000, end - 0x1000000, "Linux version ", 14),
 			    "%s: no kernel banner in the loaded image", path);
+		/*
+		 * Byte for byte what xz/zstd and the ELF's program headers say, both
+		 * when it decompresses in place (first segment where it belongs) and
+		 * when @min forbids that and the ELF is copied down from above @max.
+		 */
+		elf = tool_decompress(path, off, len, &elf_len);
+		KTAP_EXPECT(elf && elf_len > 0x10000, "%s: the xz/zstd tool could not decompress it", path);
+		bad = image_matches(vm.ram, elf, elf_len, 0x100000, init_end + (16 << 20));
+		KTAP_EXPECT(!bad, "%s, in place: %s", path, bad);
+		memset(vm.ram, 0xa5, init_end + (16 << 20));
+		memset(vm.ram, 0, 0x1000000);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x1000000, init_end, VM_RAM, &entry, &end, &why);
+		KTAP_EXPECT(!ret, "%s, copied: %s (%d)", path, why, ret);
+		bad = image_matches(vm.ram, elf, elf_len, 0x1000000, init_end + (16 << 20));
+		KTAP_EXPECT(!bad, "%s, copied: %s", path, bad);
+		free(elf);
 		KTAP_EXPECT(sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, init_end + (8 << 20), &entry,
 						&end, &why) == -ENOSPC, "%s: no room, yet loaded", path);
 		/* The same payload cut short: refused. */

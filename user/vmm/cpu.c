@@ -310,6 +310,7 @@ static void handle_exit(struct sluice_vcpu *vcpu)
 {
 	struct kvm_run *run = vcpu->run;
 
+	sluice_ioport_flush(vcpu);	/* queued port writes come before whatever this exit does */
 	switch (run->exit_reason) {
 	case KVM_EXIT_IO:
 		sluice_ioport_exit(vcpu);

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* ioport.c - port I/O and MMIO exits: the serial port, the reset paths and the legacy ports Linux probes. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "pci.h"
 #include "vmm.h"
@@ -98,6 +101,62 @@ static void port_access(struct sluice_vcpu *vcpu, uint16_t port, bool is_write, 
 	/* The POST port, PCI data (no devices), absent devices: reads float high, writes vanish. */
 	if (!is_write)
 		memset(data, 0xff, size);
+}
+
+/*
+ * Main thread, after the vCPUs exist (the ring is a page of their mapping).  Let
+ * KVM queue writes to the PCI address port 0xcf8-0xcfb instead of exiting:
+ * configuration mechanism #1 is an address write and a data access, and only
+ * the data access needs an answer, so every config access costs one exit, not
+ * two (Linux scans all 256 buses this way on AMD family 0Fh-15h for a GART).
+ * The queued writes take effect before the next exit any vCPU handles; that
+ * holds for the reset byte at 0xcf9 too, which Linux always follows with an
+ * access that exits.  0, or -errno when KVM cannot (then every write exits).
+ */
+int sluice_ioport_coalesce(struct sluice_vm *vm)
+{
+	struct kvm_coalesced_mmio_zone zone = { .addr = PORT_PCI_ADDR, .size = 4, .pio = 1 };
+	long page = sysconf(_SC_PAGESIZE);
+	int off;
+
+	off = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_MMIO);
+	if (off <= 0 || ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_COALESCED_PIO) <= 0 || !vm->nr_cpus ||
+	    (off + 1) * page > vm->vcpu_mmap_size)
+		return -EOPNOTSUPP;
+	if (ioctl(vm->vm_fd, KVM_REGISTER_COALESCED_MMIO, &zone) < 0)
+		return -errno;
+	pthread_mutex_init(&vm->coalesced_lock, NULL);
+	vm->coalesced_max = (page - sizeof(struct kvm_coalesced_mmio_ring)) / sizeof(struct kvm_coalesced_mmio);
+	vm->coalesced = (struct kvm_coalesced_mmio_ring *)((uint8_t *)vm->vcpus[0].run + off * page);
+	return 0;
+}
+
+/*
+ * vCPU threads, before handling an exit: apply the port writes KVM queued, in
+ * the order the guest made them.  Takes coalesced_lock.
+ */
+void sluice_ioport_flush(struct sluice_vcpu *vcpu)
+{
+	struct kvm_coalesced_mmio_ring *ring = vcpu->vm->coalesced;
+	struct kvm_coalesced_mmio *e;
+	uint32_t first;
+
+	if (!ring || __atomic_load_n(&ring->first, __ATOMIC_RELAXED) == __atomic_load_n(&ring->last, __ATOMIC_RELAXED))
+		return;
+	pthread_mutex_lock(&vcpu->vm->coalesced_lock);
+	first = ring->first;
+	/* The entry before the index; pairs with the smp_wmb() before KVM advances ring->last. */
+	while (first != __atomic_load_n(&ring->last, __ATOMIC_ACQUIRE)) {
+		if (first >= vcpu->vm->coalesced_max)
+			break;		/* not KVM's doing: leave the ring alone */
+		e = &ring->coalesced_mmio[first];
+		if (e->pio && e->len && e->len <= sizeof(e->data))
+			port_access(vcpu, (uint16_t)e->phys_addr, true, e->data, e->len);
+		first = (first + 1) % vcpu->vm->coalesced_max;
+		/* Done with the entry before KVM may reuse it; pairs with its read of first under its lock. */
+		__atomic_store_n(&ring->first, first, __ATOMIC_RELEASE);
+	}
+	pthread_mutex_unlock(&vcpu->vm->coalesced_lock);
 }
 
 /* KVM_EXIT_IO: every repetition of a (possibly string) port access. vCPU threads. */

@@ -376,6 +376,7 @@ int main(int argc, char **argv)
 	ret = sluice_vcpus_create(&vm);
 	if (ret)
 		goto err_serial;
+	sluice_ioport_coalesce(&vm);	/* an optimisation: without it every port write exits */
 
 	ret = pthread_create(&sig_thread, NULL, signal_thread, &vm);
 	if (ret) {

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <lzma.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -82,18 +83,77 @@ static int64_t ungzip(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap
 }
 
 /*
- * Main thread.  Copy the PT_LOAD segments of the ELF64 @elf (@len bytes) to
- * their physical addresses, all inside [@min, @max); the entry point (ELF
- * e_entry, physical for x86-64 vmlinux) in *@entry and the end of the
- * highest segment in *@end.  0, or -EINVAL with a static reason in *@why.
+ * Main thread.  The first bytes of the zstd frame at @in into @out, as far as
+ * @cap goes (the streaming decoder stops when the output is full); how many,
+ * or -errno.
  */
-static int load_elf(struct sluice_vm *vm, const uint8_t *elf, size_t len, uint64_t min, uint64_t max,
-		    uint64_t *entry, uint64_t *end, const char **why)
+static int64_t unzstd_head(const uint8_t *in, size_t in_len, uint8_t *out, size_t cap)
+{
+	ZSTD_inBuffer ib = { .src = in, .size = in_len };
+	ZSTD_outBuffer ob = { .dst = out, .size = cap };
+	ZSTD_DStream *ds = ZSTD_createDStream();
+	int64_t ret = 0;
+	size_t r;
+
+	if (!ds)
+		return -ENOMEM;
+	while (ob.pos < ob.size && ib.pos < ib.size) {
+		r = ZSTD_decompressStream(ds, &ob, &ib);
+		if (ZSTD_isError(r)) {
+			ret = -EINVAL;
+			break;
+		}
+		if (!r)
+			break;		/* the frame ended */
+	}
+	ZSTD_freeDStream(ds);
+	return ret ? ret : (int64_t)ob.pos;
+}
+
+enum payload_kind { PAYLOAD_ZSTD, PAYLOAD_XZ, PAYLOAD_GZIP };
+
+/* Main thread.  Decompress @in into @out (@cap bytes): the length, -EFBIG when it needs more room, or -errno. */
+static int64_t decompress(enum payload_kind kind, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap)
+{
+	switch (kind) {
+	case PAYLOAD_ZSTD:
+		return unzstd(in, in_len, out, cap);
+	case PAYLOAD_XZ:
+		return unxz(in, in_len, out, cap);
+	default:
+		return ungzip(in, in_len, out, cap);
+	}
+}
+
+/* Main thread.  The first min(@cap, all) bytes of the decompressed payload: how many, or -errno. */
+static int64_t decompress_head(enum payload_kind kind, const uint8_t *in, size_t in_len, uint8_t *out, size_t cap)
+{
+	int64_t n = kind == PAYLOAD_ZSTD ? unzstd_head(in, in_len, out, cap) : decompress(kind, in, in_len, out, cap);
+
+	return n == -EFBIG ? (int64_t)cap : n;	/* xz and gzip fill the buffer before they say "too small" */
+}
+
+#define VMLINUX_HEAD		65536	/* enough for the ELF and program headers */
+#define VMLINUX_MAX_LOADS	16
+
+struct vmlinux_load {
+	uint64_t off, paddr, filesz, memsz;
+};
+
+/*
+ * Main thread.  The PT_LOAD segments of the ELF64 whose first @len bytes are
+ * @elf, sorted by physical address, all inside [@min, @max) and apart; their
+ * number in *@nr and the entry point (ELF e_entry, physical for x86-64
+ * vmlinux) in *@entry.  File ranges are checked by the caller, who knows the
+ * whole length.  0, or -EINVAL with a static reason in *@why.
+ */
+static int parse_elf(const uint8_t *elf, size_t len, uint64_t min, uint64_t max, struct vmlinux_load *l,
+		     unsigned int *nr, uint64_t *entry, const char **why)
 {
 	const Elf64_Ehdr *eh = (const void *)elf;
+	struct vmlinux_load t;
+	unsigned int i, j, n = 0;
 	bool entry_loaded = false;
-	uint64_t hi = 0;
-	unsigned int i, loads = 0;
 
 	*why = "is not an x86-64 ELF executable";
 	if (len < sizeof(*eh) || memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_ident[EI_CLASS] != ELFCLASS64 ||
@@ -102,30 +162,78 @@ static int load_elf(struct sluice_vm *vm, const uint8_t *elf, size_t len, uint64
 		return -EINVAL;
 	for (i = 0; i < eh->e_phnum; i++) {
 		const Elf64_Phdr *ph = (const void *)(elf + eh->e_phoff + i * sizeof(Elf64_Phdr));
-		uint8_t *dst;
 
 		if (ph->p_type != PT_LOAD || !ph->p_memsz)
 			continue;
-		*why = "has a segment outside the file or guest memory";
-		if (ph->p_filesz > ph->p_memsz || ph->p_offset > len || ph->p_filesz > len - ph->p_offset ||
+		*why = "has a segment outside guest memory";
+		if (ph->p_filesz > ph->p_memsz || ph->p_offset > UINT64_MAX - ph->p_filesz ||
 		    ph->p_paddr < min || ph->p_paddr > max || ph->p_memsz > max - ph->p_paddr)
 			return -EINVAL;
-		dst = sluice_gpa_to_hva(vm, ph->p_paddr, ph->p_memsz);
-		if (!dst)
+		*why = "has too many segments";
+		if (n == VMLINUX_MAX_LOADS)
 			return -EINVAL;
-		memcpy(dst, elf + ph->p_offset, ph->p_filesz);
-		memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
+		l[n++] = (struct vmlinux_load){ ph->p_offset, ph->p_paddr, ph->p_filesz, ph->p_memsz };
 		if (eh->e_entry >= ph->p_paddr && eh->e_entry < ph->p_paddr + ph->p_filesz)
 			entry_loaded = true;
-		if (ph->p_paddr + ph->p_memsz > hi)
-			hi = ph->p_paddr + ph->p_memsz;
-		loads++;
 	}
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && l[j - 1].paddr > l[j].paddr; j--) {
+			t = l[j];
+			l[j] = l[j - 1];
+			l[j - 1] = t;
+		}
+	*why = "has overlapping segments";
+	for (i = 1; i < n; i++)
+		if (l[i - 1].paddr + l[i - 1].memsz > l[i].paddr)
+			return -EINVAL;
 	*why = "has no loadable segment holding its entry point";
-	if (!loads || !entry_loaded)
+	if (!n || !entry_loaded)
 		return -EINVAL;
+	*nr = n;
 	*entry = eh->e_entry;
-	*end = hi;
+	return 0;
+}
+
+/*
+ * Main thread.  Could the ELF, decompressed as a whole at @base, be put in
+ * place by moving each segment down in address order?  Each move (and each
+ * bss cleared) must stay below the file data of every later segment.
+ */
+static bool in_place_fits(const struct vmlinux_load *l, unsigned int nr, uint64_t base)
+{
+	unsigned int i, j;
+
+	for (i = 0; i < nr; i++) {
+		if (base + l[i].off < l[i].paddr)
+			return false;
+		for (j = i + 1; j < nr; j++)
+			if (l[i].paddr + l[i].memsz > base + l[j].off)
+				return false;
+	}
+	return true;
+}
+
+/*
+ * Main thread.  Segments of the ELF at @elf (@len bytes, anywhere in guest
+ * memory or not) to their physical addresses: memmove, so that the source may
+ * be the same guest memory a little higher; bss and the gaps between segments
+ * cleared.  -EINVAL when a segment lies outside the @len bytes.
+ */
+static int place_loads(struct sluice_vm *vm, const uint8_t *elf, uint64_t len, const struct vmlinux_load *l,
+		       unsigned int nr)
+{
+	unsigned int i;
+	uint8_t *dst;
+
+	for (i = 0; i < nr; i++) {
+		if (l[i].off > len || l[i].filesz > len - l[i].off)
+			return -EINVAL;
+		dst = sluice_gpa_to_hva(vm, l[i].paddr, l[i].memsz);
+		memmove(dst, elf + l[i].off, l[i].filesz);
+		memset(dst + l[i].filesz, 0, l[i].memsz - l[i].filesz);
+		if (i + 1 < nr)
+			memset(dst + l[i].memsz, 0, l[i + 1].paddr - l[i].paddr - l[i].memsz);
+	}
 	return 0;
 }
 
@@ -135,14 +243,16 @@ static int load_elf(struct sluice_vm *vm, const uint8_t *elf, size_t len, uint64
  * Decompress it here and place its segments in guest memory within
  * [@min, @max), so the guest skips its own decompressor (and KASLR's
  * relocation pass: the kernel runs where it was linked).  Guest RAM from
- * @max to @scratch_end is the workspace (payload and decompressed ELF), so
- * the VMM's own memory does not grow by the kernel's size; the caller puts
- * the initrd there afterwards.  On success the 64-bit entry in *@entry (same
- * register contract as the bzImage's 64-bit entry: %rsi = boot_params,
- * identity-mapped long mode) and the image end in *@end.  Any failure
- * (unknown compression, a corrupt payload, not an ELF, no room) returns
- * -errno with a reason in *@why: the caller falls back to the bzImage path,
- * which rewrites everything this may have written.
+ * @min to @scratch_end is the workspace: the payload is read to its top and
+ * the ELF decompressed where its first segment lands in place (the others
+ * then move down by the ELF's padding), or, when that cannot work, above
+ * @max and copied.  The VMM's own memory does not grow by the kernel's size;
+ * the caller puts the initrd there afterwards.  On success the 64-bit entry
+ * in *@entry (same register contract as the bzImage's 64-bit entry: %rsi =
+ * boot_params, identity-mapped long mode) and the image end in *@end.  Any
+ * failure (unknown compression, a corrupt payload, not an ELF, no room)
+ * returns -errno with a reason in *@why: the caller falls back to the bzImage
+ * path, which rewrites everything this may have written.
  */
 int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len, uint64_t min, uint64_t max,
 			uint64_t scratch_end, uint64_t *entry, uint64_t *end, const char **why)
@@ -150,36 +260,77 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 	static const uint8_t zstd_magic[] = { 0x28, 0xb5, 0x2f, 0xfd };
 	static const uint8_t xz_magic[] = { 0xfd, '7', 'z', 'X', 'Z', 0x00 };
 	static const uint8_t gzip_magic[] = { 0x1f, 0x8b };
-	uint64_t in_gpa = (scratch_end - len) & ~0xfffULL, cap, scratch;
-	uint8_t *in, *out;
+	uint64_t in_gpa = (scratch_end - len) & ~0xfffULL, base = 0, image_end, clear;
+	struct vmlinux_load l[VMLINUX_MAX_LOADS];
+	enum payload_kind kind;
+	unsigned int nr = 0;
+	uint8_t *in, *head;
 	int64_t n;
+	int ret;
 
 	*why = "does not leave room to decompress its kernel in guest memory";
 	if (len < 16 || scratch_end < max || in_gpa < max || in_gpa - max < (16ULL << 20))
 		return -ENOSPC;
-	cap = in_gpa - max;
 	in = sluice_gpa_to_hva(vm, in_gpa, len);
-	out = sluice_gpa_to_hva(vm, max, cap);
-	if (!in || !out)
+	if (!in || !sluice_gpa_to_hva(vm, max, in_gpa - max))
 		return -ENOSPC;
 	*why = "payload unreadable";
 	if (pread(fd, in, len, (off_t)off) != (ssize_t)len)
 		return -EIO;
 	*why = "payload compression not supported here (zstd, xz and gzip are)";
 	if (!memcmp(in, zstd_magic, sizeof(zstd_magic)))
-		n = unzstd(in, len, out, cap);
+		kind = PAYLOAD_ZSTD;
 	else if (!memcmp(in, xz_magic, sizeof(xz_magic)))
-		n = unxz(in, len, out, cap);
+		kind = PAYLOAD_XZ;
 	else if (!memcmp(in, gzip_magic, sizeof(gzip_magic)))
-		n = ungzip(in, len, out, cap);
+		kind = PAYLOAD_GZIP;
 	else
 		return -EOPNOTSUPP;
-	if (n >= 0)
-		n = load_elf(vm, out, (size_t)n, min, max, entry, end, why);
-	else
+
+	/* The headers first (a 64 KiB head of the output), to know where the ELF may go. */
+	head = malloc(VMLINUX_HEAD);
+	if (!head)
+		return -ENOMEM;
+	n = decompress_head(kind, in, len, head, VMLINUX_HEAD);
+	*why = "payload does not decompress";
+	ret = n < 0 ? (int)n : parse_elf(head, (size_t)n, min, max, l, &nr, entry, why);
+	free(head);
+	if (ret)
+		goto out_clear;
+
+	/* Decompressed in place, the first segment lands where it belongs: no copy of most of the kernel. */
+	if (l[0].off <= l[0].paddr && l[0].paddr - l[0].off >= min && in_place_fits(l, nr, l[0].paddr - l[0].off))
+		base = l[0].paddr - l[0].off;
+	n = -EFBIG;
+	if (base)
+		n = decompress(kind, in, len, sluice_gpa_to_hva(vm, base, in_gpa - base), in_gpa - base);
+	if (n >= 0) {
+		ret = place_loads(vm, sluice_gpa_to_hva(vm, base, (uint64_t)n), (uint64_t)n, l, nr);
+		memset(sluice_gpa_to_hva(vm, base, l[0].paddr - base), 0, l[0].paddr - base);	/* the ELF headers */
+	} else if (n == -EFBIG) {
+		/* Above the kernel's area, and copied down. */
+		n = decompress(kind, in, len, sluice_gpa_to_hva(vm, max, in_gpa - max), in_gpa - max);
+		if (n >= 0)
+			ret = place_loads(vm, sluice_gpa_to_hva(vm, max, (uint64_t)n), (uint64_t)n, l, nr);
+	}
+	if (n < 0) {
 		*why = n == -EFBIG ? "decompresses to more than guest memory holds" : "payload does not decompress";
-	/* Give the workspace back: the guest finds zeroed, untouched RAM there, as after a plain load. */
-	scratch = (max + 0xfff) & ~0xfffULL;
-	madvise(sluice_gpa_to_hva(vm, scratch, scratch_end - scratch), scratch_end - scratch, MADV_DONTNEED);
-	return n < 0 ? (int)n : 0;
+		ret = (int)n;
+	} else if (ret) {
+		*why = "has a segment outside the file";
+	}
+	image_end = l[nr - 1].paddr + l[nr - 1].memsz;
+	*end = image_end;
+	if (ret)
+		goto out_clear;
+	/* The rest of the workspace goes back: the guest finds zeroed RAM there, as after a plain load. */
+	clear = (image_end + 0xfff) & ~0xfffULL;
+	memset(sluice_gpa_to_hva(vm, image_end, clear - image_end), 0, clear - image_end);
+	madvise(sluice_gpa_to_hva(vm, clear, scratch_end - clear), scratch_end - clear, MADV_DONTNEED);
+	return 0;
+
+out_clear:
+	clear = (max + 0xfff) & ~0xfffULL;
+	madvise(sluice_gpa_to_hva(vm, clear, scratch_end - clear), scratch_end - clear, MADV_DONTNEED);
+	return ret;
 }

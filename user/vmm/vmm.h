@@ -125,6 +125,15 @@ struct sluice_vm {
 	struct kvm_irq_routing_msi msi[SLUICE_MSI_MAX];
 	bool msi_valid[SLUICE_MSI_MAX];
 
+	/*
+	 * Port writes KVM queues instead of exiting (the PCI address port, ioport.c): the
+	 * VM's ring, drained by whichever vCPU thread handles an exit next, under
+	 * coalesced_lock.  NULL when KVM cannot coalesce port I/O.
+	 */
+	struct kvm_coalesced_mmio_ring *coalesced;
+	unsigned int coalesced_max;
+	pthread_mutex_t coalesced_lock;
+
 	int exit_fd;		/* eventfd written by sluice_vm_request_exit(): wakes the main loop */
 	uint8_t cmos_index;
 
@@ -188,6 +197,8 @@ int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign);
 int sluice_ioeventfd(struct sluice_vm *vm, uint64_t addr, unsigned int len, int fd, bool assign);
 
 /* ioport.c */
+int sluice_ioport_coalesce(struct sluice_vm *vm);
+void sluice_ioport_flush(struct sluice_vcpu *vcpu);
 void sluice_ioport_exit(struct sluice_vcpu *vcpu);
 void sluice_mmio_exit(struct sluice_vcpu *vcpu);
 
