@@ -93,7 +93,8 @@ control_and_queue_move() {
 	done
 	wait $pid
 	st=$?
-	[ "$st" = 0 ] || { echo "exit status $st"; tr -d '\r' <"$WORK/ctl.out" | tail; cat "$WORK/ctl.err"; return 1; }
+	died_before_init ctl $st && return 75
+	[ "$st" = 0 ] || { echo "exit status $st"; show ctl; return 1; }
 	[ $stopped = 1 ] || { echo "only $moves queue moves during the guest's loop"; show ctl; return 1; }
 	grep -q '"image":"'"$img"'","format":"raw","dataplane":"user"' "$WORK/block.json" &&
 		grep -q '"queue-map":\[{"queue":0,"iothread":"io[01]","thread-id":[0-9]*,"requests":[1-9]' "$WORK/block.json" ||
@@ -143,7 +144,7 @@ ktap_run "the guest sees the host bridge and the disk on PCI, requests on an MSI
 ktap_run_fn "2 drives x 2 queues on 2 IOThreads (one cache=none): both verified" two_drives_two_queues
 ktap_run_fn "4 queues (4 vCPUs, queue-size 128, cache=none): verified" four_queues
 ktap_run_fn "readonly=on: the guest sees a read-only disk; the image is unchanged" readonly_drive
-ktap_run_fn "control socket queries; set-queue-iothread back and forth during guest I/O, data intact" control_and_queue_move
+ktap_run_vm "control socket queries; set-queue-iothread back and forth during guest I/O, data intact" control_and_queue_move
 ktap_run_fn "quit on the control socket ends sluice with status 0" quit_command
 ktap_run "no guest run left a sluice error" sh -c "! cat '$WORK'/one.err '$WORK'/two.err '$WORK'/four.err '$WORK'/ro.err '$WORK'/ctl.err '$WORK'/quit.err 2>/dev/null | grep '^sluice:'"
 ktap_finish

@@ -63,6 +63,7 @@ kernel_counters_and_cpu_knob() {
 	done
 	wait $pid
 	st=$?
+	died_before_init k3 $st && return 75
 	[ "$st" = 0 ] || { echo "exit status $st"; show k3; return 1; }
 	[ $stopped = 1 ] || { echo "only $moves worker CPU moves were seen during the guest's loop"; show k3; return 1; }
 	lines k3 SLUICE-BLK-LOOP | grep -q "^rounds=[0-9]* bad=0 " ||
@@ -130,7 +131,8 @@ kernel_qcow2_counters() {
 	done
 	wait $pid
 	st=$?
-	[ "$st" = 0 ] || { echo "exit status $st"; tr -d '\r' <"$WORK/kl.out" | tail; cat "$WORK/kl.err"; return 1; }
+	died_before_init kl $st && return 75
+	[ "$st" = 0 ] || { echo "exit status $st"; show kl; return 1; }
 	tr -d '\r' <"$WORK/kl.out" | grep -q "SLUICE-BLK-LOOP: rounds=20 bad=0" ||
 		{ echo "guest loop: $(tr -d '\r' <"$WORK/kl.out" | grep SLUICE-BLK-LOOP)"; return 1; }
 	echo "# kernel hits $hits, forwarded to userspace $fb, mapped clusters $ext"
@@ -158,6 +160,7 @@ kernel_qcow2_kill9() {
 	done
 	kill -9 $pid 2>/dev/null
 	wait $pid 2>/dev/null
+	[ "$n" = 0 ] && died_before_init k9 && return 75
 	[ "$n" -ge 8 ] || { echo "only $n flushed rounds before the VMM ended"; show k9; return 1; }
 	qemu-img check "$img" >"$WORK/k9.check" 2>&1
 	st=$?
@@ -198,6 +201,7 @@ kernel_qcow2_first_touch() {
 		sleep 0.1
 	done
 	guest_wait $pid kt
+	died_before_init kt && return 75
 	[ "$(cat "$WORK/kt.rc")" = 0 ] || { echo "exit status $(cat "$WORK/kt.rc")"; show kt; return 1; }
 	echo "# fallback ${fb[0]:-?} -> ${fb[1]:-?} -> ${fb[2]:-?}, extent hits ${hits[0]:-?} -> ${hits[1]:-?} -> ${hits[2]:-?}"
 	[ -n "${fb[0]:-}" ] && [ -n "${fb[1]:-}" ] && [ -n "${fb[2]:-}" ] ||
@@ -220,13 +224,13 @@ if ! out=$(prereq_kernel); then
 	ktap_diag "$out"
 	exit 1
 fi
-ktap_run_fn "dataplane=kernel, 1 queue: guest write/read-back/flush/discard/write-zeroes; host verifies" kernel_one_queue
-ktap_run_fn "kernel (2 queues) and user (2 queues) drives side by side: both verified" kernel_two_drives_two_queues_mixed
-ktap_run_fn "module counters serve all, userspace none; worker CPU moves during I/O; data intact" kernel_counters_and_cpu_knob
-ktap_run_fn "dataplane=auto uses the module and says so" auto_uses_the_module
-ktap_run_fn "without the module: kernel fails clearly, auto falls back to user" without_the_module
-ktap_run_fn "qcow2 over a backing file, dataplane=kernel: guest verify, qemu-img check, host content" kernel_qcow2_verify
-ktap_run_fn "qcow2, dataplane=kernel under load: fallbacks install extents, then kernel hits; image clean" kernel_qcow2_counters
-ktap_run_fn "qcow2, dataplane=kernel: a cluster's first write falls back, the next stays in the kernel; 16 concurrent writes to one cluster" kernel_qcow2_first_touch
-ktap_run_fn "qcow2, dataplane=kernel, VMM killed -9 mid-run: no corruption, every flushed write present, discard then write" kernel_qcow2_kill9
+ktap_run_vm "dataplane=kernel, 1 queue: guest write/read-back/flush/discard/write-zeroes; host verifies" kernel_one_queue
+ktap_run_vm "kernel (2 queues) and user (2 queues) drives side by side: both verified" kernel_two_drives_two_queues_mixed
+ktap_run_vm "module counters serve all, userspace none; worker CPU moves during I/O; data intact" kernel_counters_and_cpu_knob
+ktap_run_vm "dataplane=auto uses the module and says so" auto_uses_the_module
+ktap_run_vm "without the module: kernel fails clearly, auto falls back to user" without_the_module
+ktap_run_vm "qcow2 over a backing file, dataplane=kernel: guest verify, qemu-img check, host content" kernel_qcow2_verify
+ktap_run_vm "qcow2, dataplane=kernel under load: fallbacks install extents, then kernel hits; image clean" kernel_qcow2_counters
+ktap_run_vm "qcow2, dataplane=kernel: a cluster's first write falls back, the next stays in the kernel; 16 concurrent writes to one cluster" kernel_qcow2_first_touch
+ktap_run_vm "qcow2, dataplane=kernel, VMM killed -9 mid-run: no corruption, every flushed write present, discard then write" kernel_qcow2_kill9
 ktap_finish

@@ -23,15 +23,21 @@ mkdisk() {
 	echo "$img"
 }
 
-# A guest normally reaches its reboot in 10-20 s in the lab; one that runs longer has hung.
+# A guest normally reaches its reboot in 10-20 s in the lab, and /init in 5-20 s; one that takes longer has hung.
 GUEST_TIMEOUT=${SLUICE_GUEST_TIMEOUT:-240}
+BOOT_TIMEOUT=${SLUICE_BOOT_TIMEOUT:-120}
 
 # guest_wait PID NAME: wait for the sluice process PID; if it outlives $GUEST_TIMEOUT, write what its
 # threads are doing to $WORK/NAME.hang (shown by 'show'), kill it and record status 124.  Status in $WORK/NAME.rc.
 guest_wait() {
-	local pid=$1 name=$2 t st
+	local pid=$1 name=$2 t st init=0
 	for ((t = 0; t < GUEST_TIMEOUT * 10; t++)); do
 		kill -0 "$pid" 2>/dev/null || break
+		# A guest that has not reached /init in $BOOT_TIMEOUT has hung in its boot (see died_before_init).
+		if [ $init = 0 ] && [ $((t % 50)) = 49 ]; then
+			tr -d '\r' <"$WORK/$name.out" | grep -q 'SLUICE-MARKER: init is running' && init=1
+			[ $init = 0 ] && [ $t -ge $((BOOT_TIMEOUT * 10)) ] && break
+		fi
 		sleep 0.1
 	done
 	if kill -0 "$pid" 2>/dev/null; then
@@ -62,8 +68,19 @@ stale_int3() {
 	tr -d '\r' <"$WORK/$1.out" | grep -qE '(Oops: )?int3: 0000 \['
 }
 
+# died_before_init NAME [STATUS]: the guest never reached /init, and either triple-faulted or hung (STATUS,
+# default $WORK/NAME.rc, is 124).  In the lab this happens about once per full run, on either kernel, with
+# an empty console (the kernel had printed nothing yet): an AP or the boot CPU triple-faults, or the boot
+# CPU spins without exits.  The L1 kernel under TCG corrupts its own memory the same way now and then
+# (Documentation/testing.rst); 60 plain boots in a row show none.  A flaw of the lab as far as we can tell.
+died_before_init() {
+	tr -d '\r' <"$WORK/$1.out" | grep -q 'SLUICE-MARKER: init is running' && return 1
+	grep -q 'triple fault' "$WORK/$1.err" && return 0
+	[ "${2:-$(cat "$WORK/$1.rc" 2>/dev/null)}" = 124 ]
+}
+
 # boot NAME APPEND-EXTRA [sluice options...]: run a guest to its reboot; output in $WORK/NAME.{out,err,rc}.
-# A guest that died of a stale int3 (above) runs once more, and says so.
+# A guest that died of a stale int3 (above) or before /init (died_before_init) runs once more, and says so.
 boot() {
 	local name=$1 extra=$2 try
 	shift 2
@@ -71,9 +88,30 @@ boot() {
 		"$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND $extra" "$@" \
 			>"$WORK/$name.out" 2>"$WORK/$name.err" </dev/null &
 		guest_wait $! "$name"
-		stale_int3 "$name" || break
-		[ $try = 1 ] && echo "# $name: the guest kernel died of a stale int3 (TCG lab); running it again" >&2
+		if stale_int3 "$name"; then
+			[ $try = 1 ] && echo "# $name: the guest kernel died of a stale int3 (TCG lab); running it again" >&2
+		elif died_before_init "$name"; then
+			[ $try = 1 ] && echo "# $name: the guest died before /init ($(grep -o 'triple fault[^;]*' \
+				"$WORK/$name.err" || echo hung)); lab flaw, running it again" >&2
+		else
+			break
+		fi
 	done
+}
+
+# ktap_run_vm NAME FN: ktap_run_fn for a case that starts its guests itself; FN returns 75 when its guest
+# died before /init (died_before_init), and then runs once more, saying so.
+ktap_run_vm() {
+	local name=$1 st
+	shift
+	"$@"
+	st=$?
+	if [ $st = 75 ]; then
+		echo "# the guest died before /init (lab flaw, see died_before_init); running the case again"
+		"$@"
+		st=$?
+	fi
+	ktap_result "$st" "$name"
 }
 
 show() {
