@@ -143,6 +143,12 @@ lab_run() {
 	"$@" >"$out" 2>"$LABW/$name.err" </dev/null &
 	pid=$!
 	while kill -0 $pid 2>/dev/null; do
+		# A guest that has not finished in 5 minutes has hung (a run takes about 40 s): it counts as incomplete.
+		if [ "$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { print (a - b > 300) }')" = 1 ]; then
+			echo "$name: no SLUICE-BLK-DONE after 300 s; killed" >>"$LABW/$name.err"
+			kill -9 $pid 2>/dev/null
+			break
+		fi
 		if [ -z "$t_init" ] && grep -q 'SLUICE-MARKER: init is running' "$out"; then
 			t_init=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
 		fi
