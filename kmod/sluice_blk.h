@@ -80,6 +80,8 @@ struct sluice_blk_queue {
 	bool broken;			/* malformed chain seen: stopped until reset */
 	bool throttled;			/* stopped popping at num in flight (worker) */
 	bool polling;			/* worker: the ring was empty, notifications left off, poll it */
+	u32 poll_cur;			/* worker: this queue's poll window now, ns (adaptive) */
+	u64 sleep_start;		/* worker: when a poll that found nothing sent it to sleep, or 0 */
 	bool fwd_closed;		/* under disk->fwd_lock: stopping, forward nothing more */
 
 	struct eventfd_ctx *kick, *call, *err;

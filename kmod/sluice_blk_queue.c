@@ -23,7 +23,11 @@ MODULE_PARM_DESC(weight, "requests a queue pops before letting completions run (
 
 static unsigned int poll_ns = 32768;
 module_param(poll_ns, uint, 0644);
-MODULE_PARM_DESC(poll_ns, "ns a worker with requests in flight polls its ring before asking for kicks (default 32768, 0: off)");
+MODULE_PARM_DESC(poll_ns, "ns a worker with requests in flight first polls its ring before asking for kicks (default 32768, 0: off)");
+
+static unsigned int poll_max_ns = 262144;
+module_param(poll_max_ns, uint, 0644);
+MODULE_PARM_DESC(poll_max_ns, "ns the adaptive poll window may grow to (default 262144; at most poll_ns: fixed window)");
 
 /* Ring layouts (virtio 1.x 2.7.6 and 2.7.8), all little-endian. */
 struct sluice_blk_avail {
@@ -289,7 +293,7 @@ static void sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
 static bool sluice_blk_poll(struct sluice_blk_queue *q)
 {
 	struct sluice_blk_avail __user *avail = q->avail;
-	u64 end = ktime_get_ns() + READ_ONCE(poll_ns);
+	u64 end = ktime_get_ns() + q->poll_cur;
 	__le16 v;
 
 	do {
@@ -304,13 +308,33 @@ static bool sluice_blk_poll(struct sluice_blk_queue *q)
 	return false;
 }
 
+/*
+ * Worker, woken after a poll window passed idle (q->sleep_start).  Adapt the
+ * window the way KVM's halt polling does: the event came within the largest
+ * window, so a longer poll would have caught it (double, up to poll_max_ns);
+ * it came later, so polling was waste (halve, down to poll_ns).
+ */
+static void sluice_blk_poll_adapt(struct sluice_blk_queue *q)
+{
+	u32 base = READ_ONCE(poll_ns), cap = max(READ_ONCE(poll_max_ns), base);
+	u64 slept = ktime_get_ns() - q->sleep_start;
+
+	q->sleep_start = 0;
+	if (slept < cap)
+		q->poll_cur = min_t(u64, (u64)q->poll_cur * 2, cap);
+	else
+		q->poll_cur = max(q->poll_cur / 2, base);
+}
+
 /* Worker thread: serve one queue with the owner's mm until stopped and idle. */
 static int sluice_blk_worker(void *data)
 {
 	struct sluice_blk_queue *q = data;
-	bool may_poll = true;
+	bool may_poll = true, idle_poll = false;
 
 	kthread_use_mm(q->disk->mm);
+	q->poll_cur = READ_ONCE(poll_ns);
+	q->sleep_start = 0;
 	for (;;) {
 		set_current_state(TASK_INTERRUPTIBLE);
 		if (kthread_should_stop() && !atomic_read(&q->inflight) && llist_empty(&q->done)) {
@@ -322,14 +346,24 @@ static int sluice_blk_worker(void *data)
 				/* The kick pass left notifications off: look before sleeping. */
 				__set_current_state(TASK_RUNNING);
 				q->polling = false;
+				if (q->poll_cur < READ_ONCE(poll_ns))
+					q->poll_cur = READ_ONCE(poll_ns);	/* raised since */
 				may_poll = sluice_blk_poll(q);	/* idle window: the next pass asks for kicks */
+				idle_poll = !may_poll;
 				set_bit(0, &q->work);
 				continue;
+			}
+			if (idle_poll) {
+				/* The last window passed idle and nothing came since: time this sleep. */
+				q->sleep_start = ktime_get_ns();
+				idle_poll = false;
 			}
 			schedule();
 			continue;
 		}
 		__set_current_state(TASK_RUNNING);
+		if (q->sleep_start)
+			sluice_blk_poll_adapt(q);
 		if (test_and_clear_bit(1, &q->work))
 			sluice_blk_fwd_reap(q->disk);	/* userspace finished forwarded requests */
 		sluice_blk_reap(q);
