@@ -2,10 +2,12 @@
 # SPDX-License-Identifier: GPL-2.0
 # exitprof.sh - where a guest request's cost goes, per VMM: KVM exits by reason, exits to userspace and syscalls per I/O.
 #
-# usage: scripts/exitprof.sh [MODE [QD [SECONDS]]]      (default: read 1 5)
+# usage: [EXITPROF_BACKEND=file|ram] scripts/exitprof.sh [MODE [QD [SECONDS]]]      (default: file read 1 5)
 #
 # In the lab (re-runs itself there when started on the host), one guest per VMM runs
-# sluice-load rand /dev/vda MODE QD SECONDS on a 128 MiB raw image (cache=none): sluice's user dataplane
+# sluice-load rand /dev/vda MODE QD SECONDS on a 128 MiB raw image (cache=none) on the lab's scratch
+# disk, or with EXITPROF_BACKEND=ram on a 128 MiB RAM block device (brd: the backend's cost drops out and
+# what is left is the dataplane's and the guest's): sluice's user dataplane
 # (IOThread), sluice's kernel dataplane (when sluice_blk.ko is loaded) and QEMU (virtio-blk-pci, IOThread,
 # aio=io_uring).  Counts come from tracefs histograms (kvm:kvm_exit by SVM/VMX exit code,
 # kvm:kvm_userspace_exit, kvm:kvm_msr, kvm:kvm_pio, raw_syscalls:sys_enter per thread) over the load
@@ -18,7 +20,8 @@ QD=${2:-1}
 SECS=${3:-5}
 
 if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
-	exec "$REPO/tests/lab/lab.sh" --timeout 1200 -- "BUILD=$BUILD scripts/exitprof.sh $MODE $QD $SECS"
+	exec "$REPO/tests/lab/lab.sh" --timeout 1200 -- \
+		"BUILD=$BUILD EXITPROF_BACKEND=${EXITPROF_BACKEND:-file} scripts/exitprof.sh $MODE $QD $SECS"
 fi
 
 T=/sys/kernel/tracing
@@ -26,9 +29,18 @@ T=/sys/kernel/tracing
 [ -d $T/events/kvm/kvm_exit ] || { echo "exitprof: no kvm tracepoints" >&2; exit 1; }
 kernel=/boot/vmlinuz-$(uname -r)
 initrd=$BUILD/tests/vmm/initramfs.cpio.gz
-img=$SLUICE_LAB_SCRATCH/exitprof.img
 work=$(mktemp -d)
-dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
+case ${EXITPROF_BACKEND:-file} in
+file)
+	img=$SLUICE_LAB_SCRATCH/exitprof.img
+	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none ;;	# written back: O_DIRECT reads over dirty page cache would wait
+ram)
+	[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 || { echo "exitprof: no brd" >&2; exit 1; }
+	img=/dev/ram0
+	dd if=/dev/urandom of="$img" bs=1M count=128 status=none ;;
+*)
+	echo "exitprof: EXITPROF_BACKEND is file or ram" >&2; exit 2 ;;
+esac
 append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$MODE:$QD:$SECS"
 hists="kvm/kvm_exit:exit_reason kvm/kvm_userspace_exit:reason kvm/kvm_msr:ecx.hex,write kvm/kvm_pio:port.hex,rw
 	raw_syscalls/sys_enter:common_pid.execname,id.syscall sched/sched_switch:prev_comm
@@ -105,4 +117,5 @@ run qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 1 -m 256 -nographic -no-r
 	-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
 	-device virtio-blk-pci,drive=d0,iothread=io0 && names+=(qemu)
 for n in "${names[@]}"; do report "$n"; done
-rm -rf "$work" "$img"
+rm -rf "$work"
+[ "$img" = /dev/ram0 ] || rm -f "$img"
