@@ -129,19 +129,45 @@ bench_block() {
 
 # ---- section: lab (the VMM against QEMU, one guest, one image, in one lab run) ----
 
+# lab_reexec SECTION TIMEOUT: on the host, run SECTION of this script inside the lab (a guest boots there).
+lab_reexec() {
+	echo "== $1: running inside the lab VM =="
+	"$REPO/tests/lab/lab.sh" --timeout "$2" -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh $1"
+}
+
 # rss_beyond_ram PID MEM_KB: kB resident outside the guest-RAM mapping (the anonymous mapping of MEM_KB).
 rss_beyond_ram() {
 	awk -v mem="$2" '/^[0-9a-f]+-[0-9a-f]+ / { cur = 0 } /^Size:/ { big = ($2 == mem) }
 		/^Rss:/ { if (!big) t += $2 } END { print t + 0 }' "/proc/$1/smaps" 2>/dev/null
 }
 
-# lab_run NAME CMD...: boot a guest that runs the bench load; record boot-to-init seconds, IOPS lines, RSS.
+# cpu_sample PID: VCPU_NS, the nanoseconds the vCPU threads of PID (sluice's vcpuN, QEMU's "CPU N/KVM")
+# have run, and LAB_BUSY / LAB_TOTAL, the lab's busy and total CPU ticks (/proc/stat).  Builtins only:
+# it runs every 0.2 s next to the guest, and the lab forks slowly.
+cpu_sample() {
+	local t c r x us ni sy id io irq sirq st
+	VCPU_NS=0
+	for t in /proc/"$1"/task/*; do
+		read -r c <"$t/comm" 2>/dev/null || continue
+		case $c in
+		vcpu[0-9]*|"CPU "*/KVM) read -r r x <"$t/schedstat" 2>/dev/null && VCPU_NS=$((VCPU_NS + r)) ;;
+		esac
+	done
+	read -r x us ni sy id io irq sirq st x </proc/stat
+	LAB_BUSY=$((us + ni + sy + irq + sirq + st)) LAB_TOTAL=$((us + ni + sy + id + io + irq + sirq + st))
+}
+
+# lab_run NAME CMD...: boot a guest that runs the bench load; record boot-to-init seconds, IOPS lines, RSS,
+# and for each load case how busy the guest's vCPUs and the lab's CPUs were (NAME.busy: MODE QD
+# VCPU-PERCENT-OF-ONE-CPU LAB-PERCENT-OF-ALL-CPUS).
 lab_run() {
-	local name=$1 out=$LABW/$1.out start t0 pid t_init="" rss=0 r up
+	local name=$1 out=$LABW/$1.out start t0 pid t_init="" rss=0 r up marks=0 n m
+	local t_mark="" ns_mark lb_mark lt_mark now ns=0 lb=0 lt=0
 	shift
 	start=$(date +%s.%N) t0=$SECONDS
 	"$@" >"$out" 2>"$LABW/$name.err" </dev/null &
 	pid=$!
+	: >"$LABW/$name.busy"
 	while kill -0 $pid 2>/dev/null; do
 		# A guest that has not finished in 5 minutes has hung (a run takes about 40 s): it counts as incomplete.
 		if [ $((SECONDS - t0)) -gt 300 ]; then
@@ -152,6 +178,22 @@ lab_run() {
 		if [ -z "$t_init" ] && grep -q 'SLUICE-MARKER: init is running' "$out"; then
 			t_init=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
 		fi
+		# The load's cases run back to back from the disk listing on, each ending with its IOPS line.
+		# A sample with fewer vCPU nanoseconds than the last is of a guest shutting down: keep the last.
+		cpu_sample $pid
+		if [ "$VCPU_NS" -ge "$ns" ]; then ns=$VCPU_NS lb=$LAB_BUSY lt=$LAB_TOTAL; fi
+		n=$(grep -c -e 'SLUICE-BLK-INFO' -e 'SLUICE-IOPS:' "$out")
+		if [ "$n" -gt "$marks" ]; then
+			now=$(date +%s.%N)
+			if [ -n "$t_mark" ]; then
+				m=$(tr -d '\r' <"$out" | awk '$1 == "SLUICE-IOPS:" { m = $2 " " $3 } END { print m }')
+				awk -v m="$m" -v d="$(awk -v a="$now" -v b="$t_mark" 'BEGIN { print a - b }')" \
+					-v c=$((ns - ns_mark)) -v b=$((lb - lb_mark)) -v t=$((lt - lt_mark)) \
+					'BEGIN { if (m != "" && d > 0 && t > 0) printf "%s %.0f %.0f\n", m, c / 1e7 / d, 100 * b / t }' \
+					>>"$LABW/$name.busy"
+			fi
+			marks=$n t_mark=$now ns_mark=$ns lb_mark=$lb lt_mark=$lt
+		fi
 		r=$(rss_beyond_ram $pid $((LAB_MEM_MB * 1024)))
 		[ "${r:-0}" -gt "$rss" ] && rss=$r
 		grep -q SLUICE-BLK-DONE "$out" && break
@@ -161,6 +203,16 @@ lab_run() {
 	# The guest kernel's own uptime when init ran: boot time minus that is spent before the kernel.
 	up=$(tr -d '\r' <"$out" | sed -n 's/.*SLUICE-MARKER: init is running (uptime \([0-9.]*\)).*/\1/p' | head -1)
 	echo "$t_init $rss ${up:-}" >"$LABW/$name.res"
+}
+
+# lab_busy WHO MODE QD [FIELD]: over the RUNS rounds, the median vCPU (FIELD 3, the default) or lab
+# (FIELD 4) busy percentage of one case.
+lab_busy() {
+	local r v
+	v=$(for r in $(seq 1 "$RUNS"); do
+		awk -v m="$2" -v q="qd$3" -v f="${4:-3}" '$1 == m && $2 == q { print $f }' "$LABW/$1$r.busy" 2>/dev/null
+	done)
+	if [ -n "$v" ]; then printf '%s\n' "$v" | median; else echo -; fi
 }
 
 # lab_iops NAME MODE QD: the guest's IOPS for one case.
@@ -182,11 +234,7 @@ lab_med() {
 
 bench_lab() {
 	local kernel initrd img qemu st r
-	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
-		echo "== lab: running inside the lab VM =="
-		"$REPO/tests/lab/lab.sh" --timeout 2400 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh lab"
-		return $?
-	fi
+	[ -n "${SLUICE_LAB_SCRATCH:-}" ] || { lab_reexec lab 2400; return $?; }
 	echo "== lab: one guest, one 128 MiB raw image (cache=none), sluice (user dataplane) vs QEMU (virtio-blk-pci, IOThread, aio=io_uring) =="
 	lab_guest_setup || return 1
 	img=$SLUICE_LAB_SCRATCH/bench-lab.img
@@ -256,53 +304,81 @@ lab_guest_setup() {
 	LAB_MEM_MB=256
 }
 
-bench_kernel() {
-	local kernel initrd img qemu append m qd k u q st=0 r1 r2
-	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
-		echo "== kernel: running inside the lab VM =="
-		"$REPO/tests/lab/lab.sh" --timeout 1800 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh kernel"
-		return $?
-	fi
-	echo "== kernel: one guest, one 128 MiB raw image: sluice dataplane=kernel vs dataplane=user vs QEMU (IOThread, aio=io_uring) =="
-	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
-	lab_guest_setup || return 1
-	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
-	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
-	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
-	# RUNS rounds, the order rotating (K U Q, U Q K, Q K U, ...) so that drifting load hurts all; medians.
-	local order=(kern user qemu) r i who
+# kernel_round_robin TAG IMG: RUNS rounds of kernel dataplane, user dataplane and QEMU on IMG, the order
+# rotating (K U Q, U Q K, Q K U, ...) so that drifting load hurts all; runs named <peer><TAG><round>.
+kernel_round_robin() {
+	local tag=$1 img=$2 order=(kern user qemu) r i who
 	for r in $(seq 1 "$RUNS"); do
 		for i in 0 1 2; do
 			who=${order[$(((r - 1 + i) % 3))]}
 			case $who in
-			kern) lab_run kern$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+			kern) lab_run kern$tag$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 				--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel ;;
-			user) lab_run user$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+			user) lab_run user$tag$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 				--cpus 1 --mem ${LAB_MEM_MB}M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1 ;;
-			qemu) lab_run qemu$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
+			qemu) lab_run qemu$tag$r "$qemu" -name bench,debug-threads=on -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB \
+				-nographic -no-reboot -nodefaults \
 				-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
 				-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
 				-device virtio-blk-pci,drive=d0,iothread=io0 ;;
 			esac
 		done
 	done
-	lab_run mq1 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
-	lab_run mq2 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=2,dataplane=kernel
-	echo "(1 queue, 1 vCPU: medians of $RUNS rotated rounds)"
+}
+
+# kernel_table TAG: the medians of kernel_round_robin TAG, and the vCPU's busy share in each case.
+kernel_table() {
+	local tag=$1 m qd k u q r1 r2
 	printf '%-22s %9s %9s %9s %12s %12s %s\n' "4k random" kernel user qemu kernel/user kernel/qemu "targets >=1.3 / >=1.5"
 	for m in read write; do
 		for qd in 1 32; do
-			k=$(lab_med kern $m $qd)
-			u=$(lab_med user $m $qd)
-			q=$(lab_med qemu $m $qd)
+			k=$(lab_med kern$tag $m $qd)
+			u=$(lab_med user$tag $m $qd)
+			q=$(lab_med qemu$tag $m $qd)
 			r1=$(ratio "${k:-0}" "${u:-0}")
 			r2=$(ratio "${k:-0}" "${q:-0}")
 			printf '%-22s %9s %9s %9s %12s %12s %s / %s\n' "$m QD$qd (IOPS)" "${k:--}" "${u:--}" "${q:--}" \
 				"$r1" "$r2" "$(meets "$r1" 1.3)" "$(meets "$r2" 1.5)"
 		done
 	done
+	printf '%-22s %9s %9s %9s   %s\n' "vCPU busy (%)" kernel user qemu "(lab CPUs busy, %: kernel user qemu)"
+	for m in read write; do
+		for qd in 1 32; do
+			printf '%-22s %9s %9s %9s   %5s %5s %5s\n' "  $m QD$qd" "$(lab_busy kern$tag $m $qd)" \
+				"$(lab_busy user$tag $m $qd)" "$(lab_busy qemu$tag $m $qd)" "$(lab_busy kern$tag $m $qd 4)" \
+				"$(lab_busy user$tag $m $qd 4)" "$(lab_busy qemu$tag $m $qd 4)"
+		done
+	done
+}
+
+bench_kernel() {
+	local kernel initrd img qemu append m qd st=0 r1 r2 r tag
+	[ -n "${SLUICE_LAB_SCRATCH:-}" ] || { lab_reexec kernel 3000; return $?; }
+	echo "== kernel: one guest, one 128 MiB raw disk: sluice dataplane=kernel vs dataplane=user vs QEMU (IOThread, aio=io_uring) =="
+	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
+	lab_guest_setup || return 1
+	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
+	img=$SLUICE_LAB_SCRATCH/bench-kernel.img
+	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none	# written back: O_DIRECT reads over dirty page cache would wait
+	kernel_round_robin f "$img"
+	# The same on a RAM block device: the backend's cost (the lab's own emulated disk) drops out.
+	if [ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 2>/dev/null; then
+		dd if=/dev/urandom of=/dev/ram0 bs=1M count=128 status=none
+		kernel_round_robin r /dev/ram0
+	fi
+	lab_run mq1 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel
+	lab_run mq2 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 2 --mem ${LAB_MEM_MB}M --drive file="$img",format=raw,cache=none,queues=2,dataplane=kernel
+	echo "(1 queue, 1 vCPU: medians of $RUNS rotated rounds)"
+	echo "-- a raw image file on the lab's scratch disk (ext4 on its virtio-blk disk) --"
+	kernel_table f
+	if [ -e "$LABW/kernr1.res" ]; then
+		echo "-- a RAM block device (brd): what is left is the dataplanes' and the guest's own cost --"
+		kernel_table r
+	else
+		echo "-- RAM block device: skipped (no brd module) --"
+	fi
 	echo
 	printf '%-22s %9s %9s %12s\n' "2 vCPUs, kernel" "1 queue" "2 queues" "2q/1q"
 	for m in read write; do
@@ -312,8 +388,16 @@ bench_kernel() {
 			printf '%-22s %9s %9s %12s\n' "$m QD$qd (IOPS)" "${r1:--}" "${r2:--}" "$(ratio "${r2:-0}" "${r1:-0}")"
 		done
 	done
-	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
-	for r in $(for i in $(seq 1 "$RUNS"); do echo kern$i user$i qemu$i; done) mq1 mq2; do
+	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c;"
+	echo " vCPU busy: the guest vCPU thread's run time over the case's wall time, % of one CPU; near 100 the"
+	echo " guest itself is the bottleneck and no dataplane can be much faster; lab CPUs busy: of the lab's 2,"
+	echo " which the VMM's vCPU, its dataplane (polling included) and the lab's own disk emulation share)"
+	for tag in f $( [ -e "$LABW/kernr1.res" ] && echo r); do
+		for r in $(for i in $(seq 1 "$RUNS"); do echo kern$tag$i user$tag$i qemu$tag$i; done); do
+			grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
+		done
+	done
+	for r in mq1 mq2; do
 		grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
 	done
 	rm -rf "$LABW" "$img"
@@ -377,11 +461,7 @@ bench_qcow2() {
 
 bench_kqcow2() {
 	local kernel initrd raw q2 fresh qemu append m qd kr kq qq kf r1 r2 r3 st=0 r
-	if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
-		echo "== kqcow2: running inside the lab VM =="
-		"$REPO/tests/lab/lab.sh" --timeout 1800 -- "BUILD=$BUILD RUNS=$RUNS scripts/bench.sh kqcow2"
-		return $?
-	fi
+	[ -n "${SLUICE_LAB_SCRATCH:-}" ] || { lab_reexec kqcow2 1800; return $?; }
 	echo "== kqcow2: one guest, 128 MiB of data: allocated qcow2 on dataplane=kernel vs raw on dataplane=kernel vs QEMU on the same qcow2 (IOThread, aio=io_uring); first-touch writes on an empty qcow2 =="
 	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
 	lab_guest_setup || return 1
