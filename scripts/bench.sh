@@ -187,9 +187,9 @@ lab_run() {
 			now=$(date +%s.%N)
 			if [ -n "$t_mark" ]; then
 				m=$(tr -d '\r' <"$out" | awk '$1 == "SLUICE-IOPS:" { m = $2 " " $3 } END { print m }')
-				awk -v m="$m" -v d="$(awk -v a="$now" -v b="$t_mark" 'BEGIN { print a - b }')" \
-					-v c=$((ns - ns_mark)) -v b=$((lb - lb_mark)) -v t=$((lt - lt_mark)) \
-					'BEGIN { if (m != "" && d > 0 && t > 0) printf "%s %.0f %.0f\n", m, c / 1e7 / d, 100 * b / t }' \
+				awk -v m="$m" -v now="$now" -v then="$t_mark" -v c=$((ns - ns_mark)) -v b=$((lb - lb_mark)) \
+					-v t=$((lt - lt_mark)) 'BEGIN { d = now - then
+						if (m != "" && d > 0 && t > 0) printf "%s %.0f %.0f\n", m, c / 1e7 / d, 100 * b / t }' \
 					>>"$LABW/$name.busy"
 			fi
 			marks=$n t_mark=$now ns_mark=$ns lb_mark=$lb lt_mark=$lt
