@@ -157,6 +157,23 @@ cpu_sample() {
 	LAB_BUSY=$((us + ni + sy + irq + sirq + st)) LAB_TOTAL=$((us + ni + sy + id + io + irq + sirq + st))
 }
 
+# lab_run_mark: lab_run's per-case accounting, on lab_run's variables (bash's dynamic scope).  When
+# a new case line came (the disk listing, then an IOPS line per case), the share of the interval since
+# the last one that the vCPUs and the lab's CPUs were busy goes to NAME.busy under the case's name.
+lab_run_mark() {
+	n=$(grep -c -e 'SLUICE-BLK-INFO' -e 'SLUICE-IOPS:' "$out")
+	[ "$n" -gt "$marks" ] || return 0
+	now=$(date +%s.%N)
+	if [ -n "$t_mark" ]; then
+		m=$(tr -d '\r' <"$out" | awk '$1 == "SLUICE-IOPS:" { m = $2 " " $3 } END { print m }')
+		awk -v m="$m" -v now="$now" -v then="$t_mark" -v c=$((ns - ns_mark)) -v b=$((lb - lb_mark)) \
+			-v t=$((lt - lt_mark)) 'BEGIN { d = now - then
+				if (m != "" && d > 0 && t > 0) printf "%s %.0f %.0f\n", m, c / 1e7 / d, 100 * b / t }' \
+			>>"$LABW/$name.busy"
+	fi
+	marks=$n t_mark=$now ns_mark=$ns lb_mark=$lb lt_mark=$lt
+}
+
 # lab_run NAME CMD...: boot a guest that runs the bench load; record boot-to-init seconds, IOPS lines, RSS,
 # and for each load case how busy the guest's vCPUs and the lab's CPUs were (NAME.busy: MODE QD
 # VCPU-PERCENT-OF-ONE-CPU LAB-PERCENT-OF-ALL-CPUS).
@@ -182,23 +199,13 @@ lab_run() {
 		# A sample with fewer vCPU nanoseconds than the last is of a guest shutting down: keep the last.
 		cpu_sample $pid
 		if [ "$VCPU_NS" -ge "$ns" ]; then ns=$VCPU_NS lb=$LAB_BUSY lt=$LAB_TOTAL; fi
-		n=$(grep -c -e 'SLUICE-BLK-INFO' -e 'SLUICE-IOPS:' "$out")
-		if [ "$n" -gt "$marks" ]; then
-			now=$(date +%s.%N)
-			if [ -n "$t_mark" ]; then
-				m=$(tr -d '\r' <"$out" | awk '$1 == "SLUICE-IOPS:" { m = $2 " " $3 } END { print m }')
-				awk -v m="$m" -v now="$now" -v then="$t_mark" -v c=$((ns - ns_mark)) -v b=$((lb - lb_mark)) \
-					-v t=$((lt - lt_mark)) 'BEGIN { d = now - then
-						if (m != "" && d > 0 && t > 0) printf "%s %.0f %.0f\n", m, c / 1e7 / d, 100 * b / t }' \
-					>>"$LABW/$name.busy"
-			fi
-			marks=$n t_mark=$now ns_mark=$ns lb_mark=$lb lt_mark=$lt
-		fi
+		lab_run_mark
 		r=$(rss_beyond_ram $pid $((LAB_MEM_MB * 1024)))
 		[ "${r:-0}" -gt "$rss" ] && rss=$r
 		grep -q SLUICE-BLK-DONE "$out" && break
 		sleep 0.2
 	done
+	lab_run_mark	# the last case's line may have come just before the VMM exited
 	wait $pid
 	# The guest kernel's own uptime when init ran: boot time minus that is spent before the kernel.
 	up=$(tr -d '\r' <"$out" | sed -n 's/.*SLUICE-MARKER: init is running (uptime \([0-9.]*\)).*/\1/p' | head -1)
