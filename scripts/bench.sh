@@ -222,6 +222,16 @@ lab_busy() {
 	if [ -n "$v" ]; then printf '%s\n' "$v" | median; else echo -; fi
 }
 
+# lab_complete NAME: true when run NAME's guest finished its load; otherwise says so, with the end of
+# the VMM's stderr and of the guest's console (did it reach /init? where did it stop?), and fails.
+lab_complete() {
+	grep -q SLUICE-BLK-DONE "$LABW/$1.out" && return 0
+	echo "$1 run incomplete:"
+	tail -5 "$LABW/$1.err" | sed 's/^/  stderr: /'
+	tr -d '\r' <"$LABW/$1.out" | grep . | tail -8 | sed 's/^/  console: /'
+	return 1
+}
+
 # lab_iops NAME MODE QD: the guest's IOPS for one case.
 lab_iops() {
 	tr -d '\r' <"$LABW/$1.out" | awk -v m="$2" -v q="qd$3" '$1 == "SLUICE-IOPS:" && $2 == m && $3 == q { print $4 }'
@@ -290,10 +300,8 @@ bench_lab() {
 	echo " RSS: resident kB outside the guest-RAM mapping, max of 0.2 s samples)"
 	st=0
 	for r in $(seq 1 "$RUNS"); do
-		grep -q SLUICE-BLK-DONE "$LABW/sluice$r.out" ||
-			{ echo "sluice run $r incomplete:"; tail -5 "$LABW/sluice$r.err"; st=1; }
-		grep -q SLUICE-BLK-DONE "$LABW/qemu$r.out" ||
-			{ echo "qemu run $r incomplete:"; tail -5 "$LABW/qemu$r.err"; st=1; }
+		lab_complete sluice$r || st=1
+		lab_complete qemu$r || st=1
 	done
 	rm -rf "$LABW" "$img"
 	return $st
@@ -401,11 +409,11 @@ bench_kernel() {
 	echo " which the VMM's vCPU, its dataplane (polling included) and the lab's own disk emulation share)"
 	for tag in f $( [ -e "$LABW/kernr1.res" ] && echo r); do
 		for r in $(for i in $(seq 1 "$RUNS"); do echo kern$tag$i user$tag$i qemu$tag$i; done); do
-			grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
+			lab_complete $r || st=1
 		done
 	done
 	for r in mq1 mq2; do
-		grep -q SLUICE-BLK-DONE "$LABW/$r.out" || { echo "$r run incomplete:"; tail -5 "$LABW/$r.err"; st=1; }
+		lab_complete $r || st=1
 	done
 	rm -rf "$LABW" "$img"
 	return $st
@@ -519,8 +527,7 @@ bench_kqcow2() {
 	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
 	for r in $(seq 1 "$RUNS"); do
 		for n in kraw kq qq kf; do
-			grep -q SLUICE-BLK-DONE "$LABW/$n$r.out" ||
-				{ echo "$n$r run incomplete:"; tail -5 "$LABW/$n$r.err"; st=1; }
+			lab_complete $n$r || st=1
 		done
 	done
 	for n in "$q2" "$fresh"; do
