@@ -222,14 +222,20 @@ lab_busy() {
 	if [ -n "$v" ]; then printf '%s\n' "$v" | median; else echo -; fi
 }
 
-# lab_complete NAME: true when run NAME's guest finished its load; otherwise says so, with the end of
-# the VMM's stderr and of the guest's console (did it reach /init? where did it stop?), and fails.
-lab_complete() {
-	grep -q SLUICE-BLK-DONE "$LABW/$1.out" && return 0
-	echo "$1 run incomplete:"
-	tail -5 "$LABW/$1.err" | sed 's/^/  stderr: /'
-	tr -d '\r' <"$LABW/$1.out" | grep . | tail -8 | sed 's/^/  console: /'
-	return 1
+# lab_all_complete: true when every guest lab_run started in this section finished its load; for
+# each one that did not, says so with the end of the VMM's stderr and of the guest's console (did it
+# reach /init? where did it stop?).
+lab_all_complete() {
+	local out name st=0
+	for out in "$LABW"/*.out; do
+		grep -q SLUICE-BLK-DONE "$out" && continue
+		name=$(basename "$out" .out)
+		echo "$name run incomplete:"
+		tail -5 "$LABW/$name.err" | sed 's/^/  stderr: /'
+		tr -d '\r' <"$out" | grep . | tail -8 | sed 's/^/  console: /'
+		st=1
+	done
+	return $st
 }
 
 # lab_iops NAME MODE QD: the guest's IOPS for one case.
@@ -299,10 +305,7 @@ bench_lab() {
 	echo " tests/vmm/sluice-load.c, 4k O_DIRECT pread/pwrite from QD threads, 5 s per case over 64 MiB;"
 	echo " RSS: resident kB outside the guest-RAM mapping, max of 0.2 s samples)"
 	st=0
-	for r in $(seq 1 "$RUNS"); do
-		lab_complete sluice$r || st=1
-		lab_complete qemu$r || st=1
-	done
+	lab_all_complete || st=1
 	rm -rf "$LABW" "$img"
 	return $st
 }
@@ -367,7 +370,7 @@ kernel_table() {
 }
 
 bench_kernel() {
-	local kernel initrd img qemu append m qd st=0 r1 r2 r tag
+	local kernel initrd img qemu append m qd st=0 r1 r2
 	[ -n "${SLUICE_LAB_SCRATCH:-}" ] || { lab_reexec kernel 3000; return $?; }
 	echo "== kernel: one guest, one 128 MiB raw disk: sluice dataplane=kernel vs dataplane=user vs QEMU (IOThread, aio=io_uring) =="
 	[ -c /dev/sluice-blk ] || { echo "sluice_blk.ko is not loaded"; return 1; }
@@ -407,14 +410,7 @@ bench_kernel() {
 	echo " vCPU busy: the guest vCPU thread's run time over the case's wall time, % of one CPU; near 100 the"
 	echo " guest itself is the bottleneck and no dataplane can be much faster; lab CPUs busy: of the lab's 2,"
 	echo " which the VMM's vCPU, its dataplane (polling included) and the lab's own disk emulation share)"
-	for tag in f $( [ -e "$LABW/kernr1.res" ] && echo r); do
-		for r in $(for i in $(seq 1 "$RUNS"); do echo kern$tag$i user$tag$i qemu$tag$i; done); do
-			lab_complete $r || st=1
-		done
-	done
-	for r in mq1 mq2; do
-		lab_complete $r || st=1
-	done
+	lab_all_complete || st=1
 	rm -rf "$LABW" "$img"
 	return $st
 }
@@ -525,11 +521,7 @@ bench_kqcow2() {
 		printf '%-28s %12s %12s %14s\n' "write QD$qd (IOPS)" "${kf:--}" "${kq:--}" "$r3"
 	done
 	echo "(nested KVM in a TCG lab: only ratios within this run mean anything; guest load tests/vmm/sluice-load.c)"
-	for r in $(seq 1 "$RUNS"); do
-		for n in kraw kq qq kf; do
-			lab_complete $n$r || st=1
-		done
-	done
+	lab_all_complete || st=1
 	for n in "$q2" "$fresh"; do
 		qemu-img check -q "$n" || { echo "qemu-img check $n failed after the runs"; st=1; }
 	done
