@@ -148,9 +148,9 @@ cpu_sample() {
 	local t c r x us ni sy id io irq sirq st
 	VCPU_NS=0
 	for t in /proc/"$1"/task/*; do
-		read -r c <"$t/comm" 2>/dev/null || continue
+		read -r c 2>/dev/null <"$t/comm" || continue
 		case $c in
-		vcpu[0-9]*|"CPU "*/KVM) read -r r x <"$t/schedstat" 2>/dev/null && VCPU_NS=$((VCPU_NS + r)) ;;
+		vcpu[0-9]*|"CPU "*/KVM) read -r r x 2>/dev/null <"$t/schedstat" && VCPU_NS=$((VCPU_NS + r)) ;;
 		esac
 	done
 	read -r x us ni sy id io irq sirq st x </proc/stat
