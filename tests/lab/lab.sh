@@ -10,7 +10,9 @@
 # repository's sluice_blk.ko (for that kernel) were loaded.  $SLUICE_LAB_OUT is a writable directory that the
 # host sees at the same path; / is the host's root, read-only; /tmp and /run are tmpfs; /scratch is a fresh
 # ext4 (on a virtio disk, O_DIRECT-capable).  Exit status: the command's, or 125 when the lab itself failed.
-# LAB_APPEND adds to the lab kernel's command line (debug runs: e.g. 'slub_debug=FZPU kfence.sample_interval=5').
+# LAB_APPEND adds to the lab kernel's command line (debug runs: e.g. 'slub_debug=FZPU kfence.sample_interval=5');
+# LAB_ACCEL and LAB_CPU replace the lab's -accel (tcg) and -cpu (max), LAB_QEMU its qemu-system-x86_64 and
+# LAB_QEMU_DATADIR adds -L DIR (its firmware), for experiments with the lab itself.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -107,7 +109,7 @@ truncate -s "$SCRATCH_SIZE" "$SCRATCH"
 	printf 'LAB_CMD=%q\n' "$CMD"
 } >"$OUT/lab.env"
 
-qemu=(qemu-system-x86_64 -accel tcg -cpu max -smp 2 -m "$MEM" -machine q35
+qemu=("${LAB_QEMU:-qemu-system-x86_64}" ${LAB_QEMU_DATADIR:+-L "$LAB_QEMU_DATADIR"} -accel "${LAB_ACCEL:-tcg}" -cpu "${LAB_CPU:-max}" -smp 2 -m "$MEM" -machine q35
 	-display none -vga none -monitor none -serial stdio -no-reboot -nodefaults
 	-kernel "$VMLINUZ" -initrd "$INITRD"
 	-append "console=ttyS0 panic=-1 oops=panic quiet loglevel=4 random.trust_cpu=on no_timer_check${LAB_APPEND:+ $LAB_APPEND}"

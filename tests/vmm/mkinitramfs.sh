@@ -55,7 +55,7 @@ if grep -q 'sluice.echo' /proc/cmdline; then
 	echo "SLUICE-READ: ping-from-stdin"
 fi
 
-# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|touch|bench|load:MODE:QD:SECS
+# The disk tests (tests/vmm/blk.sh, kernel.sh): sluice.blk=verify|loop:N|flushlog:N|touch|bench|load:MODE:QD:SECS[:all]
 blk=$(sed -n 's/.*sluice\.blk=\([^ ]*\).*/\1/p' /proc/cmdline)
 if [ -n "$blk" ]; then
 	kver=$(uname -r)
@@ -165,9 +165,14 @@ if [ -n "$blk" ]; then
 		[ "$got" = "$want" ] && echo "SLUICE-BLK-CLUSTER-RACE: ok $want"
 		echo "SLUICE-BLK-TOUCH: $(md5sum </pat | cut -d' ' -f1)"
 		;;
-	load:*)		# one sluice-load case (profiling: scripts/exitprof.sh)
+	load:*)		# one sluice-load case (profiling: scripts/exitprof.sh); load:MODE:QD:SECS:all loads every disk at once
 		set -- $(echo "${blk#load:}" | tr ':' ' ')
-		sluice-load rand /dev/vda "$1" "$2" "$3" 64
+		if [ "${4:-}" = all ]; then
+			for d in $disks; do sluice-load rand /dev/$d "$1" "$2" "$3" 64 & done
+			wait
+		else
+			sluice-load rand /dev/vda "$1" "$2" "$3" 64
+		fi
 		;;
 	bench)
 		for m in read write; do
