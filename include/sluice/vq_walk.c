@@ -23,7 +23,7 @@ static const char *const sluice_vq_reasons[SLUICE_VQ_ERR__COUNT] = {
 	[SLUICE_VQ_ERR_OUTSIDE_RAM]	= "buffer outside guest RAM",
 	[SLUICE_VQ_ERR_READ_AFTER_WRITE] = "device-readable buffer after a device-writable one",
 	[SLUICE_VQ_ERR_INDIRECT_FEATURE] = "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC",
-	[SLUICE_VQ_ERR_INDIRECT_NESTED]	= "indirect descriptor inside an indirect table or after the head",
+	[SLUICE_VQ_ERR_INDIRECT_NESTED]	= "indirect descriptor inside an indirect table",
 	[SLUICE_VQ_ERR_INDIRECT_NEXT]	= "indirect descriptor with VRING_DESC_F_NEXT",
 	[SLUICE_VQ_ERR_INDIRECT_LEN]	= "bad indirect table length",
 	[SLUICE_VQ_ERR_TOO_MANY_SEGS]	= "too many buffers in one chain",
@@ -93,8 +93,15 @@ enum sluice_vq_err sluice_vq_walk_chain(const struct sluice_vq_ring *vq, __u16 h
 		if (d.flags & SLUICE_VQ_DESC_F_INDIRECT) {
 			if (!vq->indirect)
 				return SLUICE_VQ_ERR_INDIRECT_FEATURE;
-			/* Only the head of a direct chain may point to a table (2.7.5.3.1). */
-			if (indirect || n || seen != 1)
+			/*
+			 * Zero or more direct descriptors, then one table
+			 * (2.7.5.3.2): never a table inside a table, and the
+			 * table ends the direct chain (INDIRECT and NEXT are
+			 * exclusive).  Segment count, the readable-before-
+			 * writable order and the length sums carry on into
+			 * the table.
+			 */
+			if (indirect)
 				return SLUICE_VQ_ERR_INDIRECT_NESTED;
 			if (d.flags & SLUICE_VQ_DESC_F_NEXT)
 				return SLUICE_VQ_ERR_INDIRECT_NEXT;

@@ -61,6 +61,10 @@ struct sluice_vq_ring {
 
 /*
  * Walk the chain starting at @head, writing at most @max segments to @segs.
+ * A chain is zero or more direct descriptors optionally ended by one
+ * indirect descriptor (without NEXT) whose table holds the rest; the
+ * segment cap, the readable-before-writable order and the 4 GiB sums span
+ * both parts.
  * Every spec rule is checked; on success *@nsegs, *@out_bytes (device-readable)
  * and *@in_bytes (device-writable) are set and SLUICE_VQ_OK is returned.
  * Any context; does not sleep in userspace (the module's read op may fault pages in).

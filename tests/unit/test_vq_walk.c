@@ -138,10 +138,64 @@ static enum ktap_result nested_and_misplaced_indirect(void)
 	put(IND_GPA, 1, IND_GPA, 16, F_IND, 0);			/* nested */
 	EXPECT_ERR(0, SLUICE_VQ_ERR_INDIRECT_NESTED);
 	put(DESC_GPA, 1, DATA_GPA, 16, F_NEXT, 2);
-	put(DESC_GPA, 2, IND_GPA, 16, F_IND, 0);		/* indirect after the head */
+	put(DESC_GPA, 2, IND_GPA, 2 * 16, F_IND, 0);		/* nested, after a direct one */
 	EXPECT_ERR(1, SLUICE_VQ_ERR_INDIRECT_NESTED);
 	put(DESC_GPA, 3, IND_GPA, 16, F_IND | F_NEXT, 4);	/* INDIRECT | NEXT */
 	EXPECT_ERR(3, SLUICE_VQ_ERR_INDIRECT_NEXT);
+	put(DESC_GPA, 5, DATA_GPA, 16, F_NEXT, 6);
+	put(DESC_GPA, 6, IND_GPA, 16, F_IND | F_NEXT, 7);	/* INDIRECT | NEXT after a direct one */
+	EXPECT_ERR(5, SLUICE_VQ_ERR_INDIRECT_NEXT);
+	return KTAP_PASS;
+}
+
+/* 2.7.5.3.2: direct descriptors followed by one indirect one (Linux's virtio-blk header + table). */
+static enum ktap_result direct_then_indirect(void)
+{
+	struct sluice_vq_seg segs[8];
+	unsigned int n;
+	__u32 out, in;
+
+	reset();
+	put(DESC_GPA, 4, DATA_GPA, 16, F_NEXT, 9);			/* header */
+	put(DESC_GPA, 9, IND_GPA, 2 * 16, F_IND, 0);
+	put(IND_GPA, 0, DATA_GPA + 0x1000, 4096, F_NEXT | F_WRITE, 1);	/* data */
+	put(IND_GPA, 1, DATA_GPA + 0x100, 1, F_WRITE, 0);		/* status */
+	KTAP_EXPECT(sluice_vq_walk_chain(&vq, 4, segs, 8, &n, &out, &in) == SLUICE_VQ_OK, "walk failed");
+	KTAP_EXPECT(n == 3 && out == 16 && in == 4097, "n %u out %u in %u", n, out, in);
+	KTAP_EXPECT(segs[0].gpa == DATA_GPA && segs[0].len == 16 && !segs[0].write, "header segment");
+	KTAP_EXPECT(segs[1].gpa == DATA_GPA + 0x1000 && segs[1].len == 4096 && segs[1].write, "data segment");
+	KTAP_EXPECT(segs[2].gpa == DATA_GPA + 0x100 && segs[2].len == 1 && segs[2].write, "status segment");
+	/* Two direct ones, then the table. */
+	put(DESC_GPA, 4, DATA_GPA, 16, F_NEXT, 5);
+	put(DESC_GPA, 5, DATA_GPA + 0x200, 512, F_NEXT, 9);
+	KTAP_EXPECT(sluice_vq_walk_chain(&vq, 4, segs, 8, &n, &out, &in) == SLUICE_VQ_OK, "walk failed");
+	KTAP_EXPECT(n == 4 && out == 528 && in == 4097, "n %u out %u in %u", n, out, in);
+	/* The segment cap counts both parts. */
+	KTAP_EXPECT(sluice_vq_walk_chain(&vq, 4, segs, 3, &n, &out, &in) == SLUICE_VQ_ERR_TOO_MANY_SEGS,
+		    "cap not enforced across the table");
+	/* Without the feature, the table after direct ones is refused too. */
+	vq.indirect = false;
+	EXPECT_ERR(4, SLUICE_VQ_ERR_INDIRECT_FEATURE);
+	return KTAP_PASS;
+}
+
+/* Readable after writable, and the 4 GiB sums, across the direct/indirect boundary. */
+static enum ktap_result indirect_boundary_rules(void)
+{
+	unsigned int n;
+	__u32 out, in;
+
+	reset();
+	put(DESC_GPA, 0, DATA_GPA, 16, F_NEXT | F_WRITE, 1);		/* writable, direct */
+	put(DESC_GPA, 1, IND_GPA, 16, F_IND, 0);
+	put(IND_GPA, 0, DATA_GPA + 0x100, 16, 0, 0);			/* readable, in the table */
+	EXPECT_ERR(0, SLUICE_VQ_ERR_READ_AFTER_WRITE);
+	reset();
+	lenient = true;
+	put(DESC_GPA, 0, 0x100000000ULL, 0xc0000000, F_NEXT, 1);
+	put(DESC_GPA, 1, IND_GPA, 16, F_IND, 0);
+	put(IND_GPA, 0, 0x200000000ULL, 0x40000000, 0, 0);		/* 4 GiB readable in all */
+	KTAP_EXPECT(walk(0, 8, &n, &out, &in) == SLUICE_VQ_ERR_LEN_OVERFLOW, "> 4 GiB across the table");
 	return KTAP_PASS;
 }
 
@@ -285,7 +339,8 @@ static enum ktap_result random_tables(void)
 }
 
 KTAP_MAIN(KTAP_CASE(blk_request_chain), KTAP_CASE(indirect_chain), KTAP_CASE(loops),
-	  KTAP_CASE(nested_and_misplaced_indirect), KTAP_CASE(bad_indirect_length),
+	  KTAP_CASE(nested_and_misplaced_indirect), KTAP_CASE(direct_then_indirect),
+	  KTAP_CASE(indirect_boundary_rules), KTAP_CASE(bad_indirect_length),
 	  KTAP_CASE(index_ranges), KTAP_CASE(avail_jump), KTAP_CASE(zero_length),
 	  KTAP_CASE(outside_ram), KTAP_CASE(readable_after_writable),
 	  KTAP_CASE(segment_cap_and_length_overflow), KTAP_CASE(event_idx), KTAP_CASE(random_tables))
