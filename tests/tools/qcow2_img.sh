@@ -186,7 +186,7 @@ f.truncate(48 << 20)
 '
 	for src in src.raw base.qcow2 top.qcow2; do
 		for fl in "" "-c" "-c -o compression_type=zstd" "-o cluster_size=4k" "-c -o cluster_size=2M" \
-			  "-c -o compat=0.10,cluster_size=512"; do
+			  "-c -o compat=0.10,cluster_size=512" "-c -o refcount_bits=1" "-c -o refcount_bits=2,cluster_size=4k"; do
 			rm -f out.qcow2
 			# shellcheck disable=SC2086
 			"$S" convert $fl -O qcow2 "$src" out.qcow2 || { echo "# convert $fl $src failed"; st=1; continue; }

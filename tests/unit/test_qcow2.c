@@ -625,6 +625,72 @@ static enum ktap_result runtime_corruption_sets_bit(void)
 	return KTAP_PASS;
 }
 
+/*
+ * An L2 entry of a corrupt image that points at metadata (here the refcount
+ * table, flagged COPIED so that the write goes in place): the write fails
+ * with EIO, marks the image corrupt and leaves the table alone.
+ */
+static enum ktap_result inplace_write_onto_metadata_refused(void)
+{
+	char path[8192], *err = NULL;
+	struct sluice_blk *blk;
+	unsigned char buf[4096];
+	uint64_t l1, l2, rt;
+	int ret;
+
+	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
+	bt_path(path, sizeof(path), "meta.qcow2");
+	KTAP_EXPECT(sh("qemu-img create -q -f qcow2 '%s' 10M && qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' '%s'",
+		       path, path) == 0, "image");
+	l1 = peek(path, 40, 8);
+	rt = peek(path, 48, 8);
+	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
+	KTAP_EXPECT(l2 && l2 != 0x00fffffffffffe00ull && rt && rt != ~0ull, "layout");
+	KTAP_EXPECT(patch(path, l2, 8, (1ull << 63) | rt) == 0, "patch L2 entry");
+	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(blk, "open: %s", err);
+	memset(buf, 0x55, sizeof(buf));
+	ret = sluice_blk_pwrite(blk, 0, 4096, buf, 0);
+	KTAP_EXPECT(ret == -EIO, "in-place write onto the refcount table: %d", ret);
+	sluice_blk_unref(blk);
+	KTAP_EXPECT(peek(path, 72, 8) & 2, "corrupt bit not set");
+	KTAP_EXPECT(peek(path, rt, 8) != 0x5555555555555555ull, "refcount table overwritten");
+	unlink(path);
+	return KTAP_PASS;
+}
+
+/*
+ * An L1 entry that points past the end of the file: the L2 table there would
+ * read as zeros, and one written there would be cut off at close with the
+ * data it maps.  The write fails with EIO instead (the image is corrupt).
+ */
+static enum ktap_result l2_past_eof_refused(void)
+{
+	char path[8192], *err = NULL;
+	struct sluice_blk *blk;
+	unsigned char buf[4096];
+	struct stat st;
+	uint64_t l1;
+	int ret;
+
+	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
+	bt_path(path, sizeof(path), "eof.qcow2");
+	KTAP_EXPECT(sh("qemu-img create -q -f qcow2 '%s' 1G", path) == 0, "image");
+	l1 = peek(path, 40, 8);
+	KTAP_EXPECT(stat(path, &st) == 0 && l1 && l1 != ~0ull, "layout");
+	KTAP_EXPECT(patch(path, l1, 8, (1ull << 63) | (((uint64_t)st.st_size + 0x30000) & ~0xffffull)) == 0,
+		    "patch L1 entry");
+	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(blk, "open: %s", err);
+	memset(buf, 0x5a, sizeof(buf));
+	ret = sluice_blk_pwrite(blk, 0, 4096, buf, 0);
+	KTAP_EXPECT(ret == -EIO, "write through an L2 table past EOF: %d", ret);
+	sluice_blk_unref(blk);
+	KTAP_EXPECT(peek(path, 72, 8) & 2, "corrupt bit not set");
+	unlink(path);
+	return KTAP_PASS;
+}
+
 /* Many coroutines allocate the same clusters at once: no double allocation (no leak), data intact. */
 struct conc {
 	struct sluice_blk *blk;
@@ -819,6 +885,8 @@ KTAP_MAIN(KTAP_CASE(create_passes_qemu_check),
 	  KTAP_CASE(backing_loop_refused),
 	  KTAP_CASE(header_corruption_refused),
 	  KTAP_CASE(runtime_corruption_sets_bit),
+	  KTAP_CASE(inplace_write_onto_metadata_refused),
+	  KTAP_CASE(l2_past_eof_refused),
 	  KTAP_CASE(concurrent_allocating_writes),
 	  KTAP_CASE(iothreads_allocating_writes),
 	  KTAP_CASE(grow_image),

@@ -530,6 +530,18 @@ static int64_t coroutine_fn GRAPH_RDLOCK alloc_bytes(struct qcow2_state *s, uint
 
 	if (off && qcow2_offset_into_cluster(s, off) &&
 	    s->cluster_size - qcow2_offset_into_cluster(s, off) >= len) {
+		uint64_t ref;
+
+		/* One more reference, unless the refcount is at its maximum (small refcount_bits): then a new cluster. */
+		ret = qcow2_co_get_refcount(s, off >> s->cluster_bits, &ref);
+		if (ret < 0)
+			return ret;
+		if (ref >= s->refcount_max)
+			off = 0;
+	} else {
+		off = 0;
+	}
+	if (off) {
 		ret = qcow2_co_update_refcount(s, qcow2_start_of_cluster(s, off), s->cluster_size, 1);
 		if (ret < 0)
 			return ret;
@@ -594,6 +606,8 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_pwrite_compressed(struct sluice_bds *bs, 
 	ret = sluice_bds_co_pwritev(bs->file, host, clen, &iov, 1, 0);
 	if (ret < 0)
 		goto err_free;
+	/* The old entry's cluster is freed below: reads that mapped it end first (new ones wait for the lock). */
+	qcow2_co_wait_reads(s, NULL, offset >> s->cluster_bits, (offset >> s->cluster_bits) + 1);
 	ret = qcow2_co_get_l2(s, offset, true, &l2, &index);
 	if (ret < 0)
 		goto err_free;

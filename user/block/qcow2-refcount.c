@@ -91,6 +91,11 @@ static int64_t coroutine_fn GRAPH_RDLOCK rb_offset(struct qcow2_state *s, uint64
 		return qcow2_co_signal_corruption(s, "refcount table entry %llu is invalid (%#llx)",
 						  (unsigned long long)rt_index,
 						  (unsigned long long)e);
+	/* Past the end of the file it would read as zeros, and what we wrote there close would cut off. */
+	if (e && (e > s->data_end || s->data_end - e < s->cluster_size))
+		return qcow2_co_signal_corruption(s, "refcount block offset %#llx past the end of the image "
+						  "(refcount table entry %llu)", (unsigned long long)e,
+						  (unsigned long long)rt_index);
 	return e;
 }
 

@@ -224,9 +224,15 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_signal_corruption(struct qcow2_state *s, 
 /* Pure: must a request of kind @a wait for one of kind @b over the same clusters? */
 static bool req_conflict(enum qcow2_req_kind a, enum qcow2_req_kind b)
 {
+	bool a_alloc = a == QCOW2_REQ_ALLOC || a == QCOW2_REQ_LINK;
+	bool b_alloc = b == QCOW2_REQ_ALLOC || b == QCOW2_REQ_LINK;
+
 	if (a == QCOW2_REQ_DISCARD || b == QCOW2_REQ_DISCARD)
 		return true;
-	return a == QCOW2_REQ_ALLOC && b == QCOW2_REQ_ALLOC;
+	/* A read must not start on clusters a LINK is about to free (it waits for earlier reads). */
+	if ((a == QCOW2_REQ_READ && b == QCOW2_REQ_LINK) || (a == QCOW2_REQ_LINK && b == QCOW2_REQ_READ))
+		return true;
+	return a_alloc && b_alloc;
 }
 
 /*
@@ -246,6 +252,26 @@ static bool coroutine_fn req_co_wait(struct qcow2_state *s, enum qcow2_req_kind 
 		}
 	}
 	return false;
+}
+
+/*
+ * Coroutine, image lock held: wait until no read of guest clusters
+ * [start, end) other than @self is in flight (the lock is dropped while
+ * waiting).  Before a host cluster those reads may be using is freed: its
+ * refcount can drop to 0 and the next allocation reuse it.
+ */
+void coroutine_fn qcow2_co_wait_reads(struct qcow2_state *s, const struct qcow2_req *self, uint64_t start,
+				      uint64_t end) TSA_REQUIRES(s->lock)
+{
+	struct qcow2_req *r;
+
+again:
+	for (r = s->reqs; r; r = r->next) {
+		if (r != self && r->kind == QCOW2_REQ_READ && r->start < end && start < r->end) {
+			sluice_co_queue_wait(&r->waiters, &s->lock);
+			goto again;
+		}
+	}
 }
 
 /* Image lock held: @r (on the caller's stack) covers guest bytes [offset, offset + len). */
@@ -504,7 +530,7 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_do_write(struct qcow2_state *s, ui
 
 	while (done < bytes) {
 		uint64_t off = offset + done, chunk, first, last, nb = 0, host;
-		bool reuse = false, no_cow = false;
+		bool reuse = false, no_cow = false, frees;
 		struct qcow2_map m;
 		struct qcow2_req r;
 		struct qcow2_iov q;
@@ -525,6 +551,13 @@ retry:
 		if (m.type == QCOW2_CLUSTER_NORMAL && m.copied) {
 			if (req_co_wait(s, QCOW2_REQ_WRITE, first, last + 1))
 				goto retry;
+			/* An L2 entry of a corrupt image may point at metadata: never write there. */
+			ret = qcow2_co_pre_write_check(s, 0, m.host, chunk);
+			/* A cluster past the end of the file (its last one, cut short): close must not cut it off. */
+			if (ret >= 0 && m.host + chunk > s->data_end)
+				ret = qcow2_co_grow_file(s, m.host + chunk);
+			if (ret < 0)
+				goto out_unlock;
 			req_add(s, &r, QCOW2_REQ_WRITE, off, chunk);
 			sluice_co_mutex_unlock(&s->lock);
 			ret = qiov_slice(&q, iov, niov, skip + done, chunk, 0);
@@ -585,6 +618,16 @@ retry:
 		}
 
 		sluice_co_mutex_lock(&s->lock);
+		/*
+		 * Linking frees the old host clusters when nothing else holds them
+		 * (compressed, or shared and now unshared): reads that mapped them
+		 * end first, and reads that start from now on wait for the new entry.
+		 */
+		frees = m.type == QCOW2_CLUSTER_COMPRESSED || (m.type == QCOW2_CLUSTER_NORMAL && !m.copied);
+		if (ret >= 0 && frees) {
+			r.kind = QCOW2_REQ_LINK;
+			qcow2_co_wait_reads(s, &r, r.start, r.end);
+		}
 		if (ret >= 0)
 			ret = qcow2_co_link_l2(s, qcow2_start_of_cluster(s, off), nb, host);
 		else if (!reuse)
@@ -1789,8 +1832,12 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_get_extents(struct sluice_bds *bs, uint64
 		if (!m.bytes)
 			break;
 		if (m.type == QCOW2_CLUSTER_NORMAL) {
+			/* Writes over metadata (a corrupt L2 entry) take the userspace path, which refuses them. */
+			bool meta = qcow2_co_check_overlap(s, 0, m.host, m.bytes) != 0;
+
 			out[n++] = (struct qcow2_extent){ .offset = offset, .bytes = m.bytes, .host = m.host,
-							  .writable = m.copied };
+							  .writable = m.copied && !meta &&
+								      m.host + m.bytes <= s->data_end };
 		}
 		offset += m.bytes;
 	}

@@ -119,6 +119,7 @@ enum qcow2_req_kind {
 	QCOW2_REQ_READ,
 	QCOW2_REQ_WRITE,	/* in place, clusters already ours */
 	QCOW2_REQ_ALLOC,	/* allocating clusters: one at a time per cluster */
+	QCOW2_REQ_LINK,		/* an ALLOC about to free the old clusters: new reads wait */
 	QCOW2_REQ_DISCARD,	/* discard, write-zeroes, truncate: excludes everything */
 };
 
@@ -274,6 +275,13 @@ unsigned int coroutine_fn qcow2_co_check_overlap(struct qcow2_state *s, unsigned
 /* Coroutine, image lock held: overlap check that marks the image corrupt on a hit (-EIO). */
 int coroutine_fn GRAPH_RDLOCK qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
 					  uint64_t len) TSA_REQUIRES(s->lock);
+/*
+ * Coroutine, image lock held (dropped while waiting): until no read of guest
+ * clusters [start, end) but @self (NULL: none) is in flight.  Before freeing
+ * host clusters that such reads may be using.
+ */
+void coroutine_fn qcow2_co_wait_reads(struct qcow2_state *s, const struct qcow2_req *self, uint64_t start,
+				      uint64_t end) TSA_REQUIRES(s->lock);
 
 /* ---- qcow2-cache.c ---- */
 
