@@ -625,6 +625,26 @@ static enum ktap_result runtime_corruption_sets_bit(void)
 	return KTAP_PASS;
 }
 
+/* A 4 KiB write of @byte at 0 of the qcow2 @path: its return value; 1 if the image did not open. */
+static int write_4k(const char *path, int byte)
+{
+	struct sluice_blk *blk;
+	unsigned char buf[4096];
+	char *err = NULL;
+	int ret;
+
+	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
+	if (!blk) {
+		ktap_diag("open: %s", err);
+		g_free(err);
+		return 1;
+	}
+	memset(buf, byte, sizeof(buf));
+	ret = sluice_blk_pwrite(blk, 0, sizeof(buf), buf, 0);
+	sluice_blk_unref(blk);
+	return ret;
+}
+
 /*
  * An L2 entry of a corrupt image that points at metadata (here the refcount
  * table, flagged COPIED so that the write goes in place): the write fails
@@ -632,9 +652,7 @@ static enum ktap_result runtime_corruption_sets_bit(void)
  */
 static enum ktap_result inplace_write_onto_metadata_refused(void)
 {
-	char path[8192], *err = NULL;
-	struct sluice_blk *blk;
-	unsigned char buf[4096];
+	char path[8192];
 	uint64_t l1, l2, rt;
 	int ret;
 
@@ -647,12 +665,8 @@ static enum ktap_result inplace_write_onto_metadata_refused(void)
 	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
 	KTAP_EXPECT(l2 && l2 != 0x00fffffffffffe00ull && rt && rt != ~0ull, "layout");
 	KTAP_EXPECT(patch(path, l2, 8, (1ull << 63) | rt) == 0, "patch L2 entry");
-	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
-	KTAP_EXPECT(blk, "open: %s", err);
-	memset(buf, 0x55, sizeof(buf));
-	ret = sluice_blk_pwrite(blk, 0, 4096, buf, 0);
+	ret = write_4k(path, 0x55);
 	KTAP_EXPECT(ret == -EIO, "in-place write onto the refcount table: %d", ret);
-	sluice_blk_unref(blk);
 	KTAP_EXPECT(peek(path, 72, 8) & 2, "corrupt bit not set");
 	KTAP_EXPECT(peek(path, rt, 8) != 0x5555555555555555ull, "refcount table overwritten");
 	unlink(path);
@@ -666,9 +680,7 @@ static enum ktap_result inplace_write_onto_metadata_refused(void)
  */
 static enum ktap_result l2_past_eof_refused(void)
 {
-	char path[8192], *err = NULL;
-	struct sluice_blk *blk;
-	unsigned char buf[4096];
+	char path[8192];
 	struct stat st;
 	uint64_t l1;
 	int ret;
@@ -680,12 +692,8 @@ static enum ktap_result l2_past_eof_refused(void)
 	KTAP_EXPECT(stat(path, &st) == 0 && l1 && l1 != ~0ull, "layout");
 	KTAP_EXPECT(patch(path, l1, 8, (1ull << 63) | (((uint64_t)st.st_size + 0x30000) & ~0xffffull)) == 0,
 		    "patch L1 entry");
-	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
-	KTAP_EXPECT(blk, "open: %s", err);
-	memset(buf, 0x5a, sizeof(buf));
-	ret = sluice_blk_pwrite(blk, 0, 4096, buf, 0);
+	ret = write_4k(path, 0x5a);
 	KTAP_EXPECT(ret == -EIO, "write through an L2 table past EOF: %d", ret);
-	sluice_blk_unref(blk);
 	KTAP_EXPECT(peek(path, 72, 8) & 2, "corrupt bit not set");
 	unlink(path);
 	return KTAP_PASS;
