@@ -160,10 +160,16 @@ static void device_reset(struct sluice_virtio_pci *vp)
 	__atomic_store_n(&vp->status, 0, __ATOMIC_RELEASE);
 }
 
-/* vCPU thread, transport lock held: the driver wrote the device status. */
+/*
+ * vCPU thread, transport lock held: the driver wrote the device status.
+ * IOThreads may set NEEDS_RESET at any moment (sluice_virtio_pci_needs_reset,
+ * lock-free), so the new value replaces the old one by compare-and-swap:
+ * their bit is never lost, and the transitions below are judged against the
+ * value really replaced.  Only status 0 (a reset) clears NEEDS_RESET.
+ */
 static void status_write(struct sluice_virtio_pci *vp, uint8_t val)
 {
-	uint8_t old = status_get(vp);
+	uint8_t old, new;
 	unsigned int i;
 	int ret;
 
@@ -171,17 +177,20 @@ static void status_write(struct sluice_virtio_pci *vp, uint8_t val)
 		device_reset(vp);
 		return;
 	}
-	if ((val & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
-		/* Only what we offered, and never without VERSION_1: else FEATURES_OK does not stick. */
-		if ((vp->guest_features & ~vp->host_features) ||
-		    !(vp->guest_features & (1ULL << VIRTIO_F_VERSION_1)))
-			val &= ~VIRTIO_CONFIG_S_FEATURES_OK;
-	}
-	/* NEEDS_RESET is the device's: the driver cannot clear it but by a reset. */
-	val |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
-	__atomic_store_n(&vp->status, val, __ATOMIC_RELEASE);
-	if ((val & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->started &&
-	    !(val & VIRTIO_CONFIG_S_NEEDS_RESET)) {
+	old = status_get(vp);
+	do {
+		new = val;
+		if ((new & VIRTIO_CONFIG_S_FEATURES_OK) && !(old & VIRTIO_CONFIG_S_FEATURES_OK)) {
+			/* Only what we offered, and never without VERSION_1: else FEATURES_OK does not stick. */
+			if ((vp->guest_features & ~vp->host_features) ||
+			    !(vp->guest_features & (1ULL << VIRTIO_F_VERSION_1)))
+				new &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+		}
+		/* NEEDS_RESET is the device's: the driver cannot clear it but by a reset. */
+		new |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
+	} while (!__atomic_compare_exchange_n(&vp->status, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
+	if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->started &&
+	    !(new & VIRTIO_CONFIG_S_NEEDS_RESET)) {
 		for (i = 0; i < vp->nr_queues; i++) {
 			struct sluice_virtio_queue *q = &vp->queues[i];
 

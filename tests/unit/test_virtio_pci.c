@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: GPL-2.0
+/* test_virtio_pci.c - the virtio-pci transport without KVM: device status (NEEDS_RESET vs driver writes), PCI command register. */
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <linux/pci_regs.h>
+#include <linux/virtio_config.h>
+
+#include "ktap.h"
+#include "pci.h"
+#include "virtio-pci.h"
+#include "vmm.h"
+
+#define CC_GFSELECT	0x08
+#define CC_GF		0x0c
+#define CC_STATUS	0x14
+#define S_FEAT		(VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_FEATURES_OK)
+
+static struct sluice_vm vm;
+static struct sluice_virtio_pci vp;
+static unsigned int starts, resets;
+
+/* A device with one queue that only counts start and reset (vCPU thread, transport lock held). */
+static uint64_t dev_features(void *dev) { return 0; }
+static unsigned int dev_num_queues(void *dev) { return 1; }
+static uint16_t dev_queue_size(void *dev) { return 16; }
+static void dev_config_read(void *dev, unsigned int off, uint8_t *data, unsigned int len) { memset(data, 0, len); }
+static void dev_config_write(void *dev, unsigned int off, const uint8_t *data, unsigned int len) { }
+static int dev_start(void *dev, uint64_t features) { starts++; return 0; }
+static void dev_reset(void *dev) { resets++; }
+
+static const struct sluice_virtio_dev_ops dev_ops = {
+	.name = "test", .device_type = 2, .class_code = 0x018000,
+	.get_features = dev_features, .num_queues = dev_num_queues, .max_queue_size = dev_queue_size,
+	.config_read = dev_config_read, .config_write = dev_config_write,
+	.start = dev_start, .reset = dev_reset,
+};
+
+/* A guest write of @len bytes to BAR 0 at @off, as a vCPU's MMIO exit. */
+static void bar_write(uint64_t off, uint32_t v, unsigned int len)
+{
+	uint8_t data[4] = { v, v >> 8, v >> 16, v >> 24 };
+
+	sluice_pci_mmio(&vm, vp.pci.bar_addr[0] + off, true, data, len);
+}
+
+static uint8_t status_read(void)
+{
+	uint8_t data;
+
+	sluice_pci_mmio(&vm, vp.pci.bar_addr[0] + CC_STATUS, false, &data, 1);
+	return data;
+}
+
+/* Offer VERSION_1 (driver features word 1, bit 0) and reach FEATURES_OK. */
+static void negotiate(void)
+{
+	bar_write(CC_STATUS, 0, 1);
+	bar_write(CC_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER, 1);
+	bar_write(CC_GFSELECT, 1, 4);
+	bar_write(CC_GF, 1, 4);
+	bar_write(CC_STATUS, S_FEAT, 1);
+}
+
+static enum ktap_result setup(void)
+{
+	vm.vm_fd = -1;		/* KVM calls fail; the transport lives on without ioeventfds/irqfds */
+	pthread_mutex_init(&vm.irq_lock, NULL);
+	KTAP_EXPECT(sluice_pci_init(&vm) == 0, "pci init");
+	KTAP_EXPECT(sluice_virtio_pci_init(&vp, &vm, &dev_ops, NULL) == 0, "virtio-pci init");
+	negotiate();
+	KTAP_EXPECT(status_read() == S_FEAT, "FEATURES_OK did not stick: 0x%x", status_read());
+	return KTAP_PASS;
+}
+
+/* NEEDS_RESET survives driver writes, keeps DRIVER_OK from starting the device, and only status 0 clears it. */
+static enum ktap_result needs_reset_kept(void)
+{
+	negotiate();
+	starts = resets = 0;
+	sluice_virtio_pci_needs_reset(&vp);
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	KTAP_EXPECT(status_read() == (S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK | VIRTIO_CONFIG_S_NEEDS_RESET),
+		    "status 0x%x", status_read());
+	KTAP_EXPECT(!starts, "a device that needs a reset was started");
+	bar_write(CC_STATUS, S_FEAT, 1);
+	KTAP_EXPECT(status_read() & VIRTIO_CONFIG_S_NEEDS_RESET, "the driver cleared NEEDS_RESET");
+	bar_write(CC_STATUS, 0, 1);
+	KTAP_EXPECT(status_read() == 0 && resets == 1, "status 0x%x after reset, %u resets", status_read(), resets);
+	negotiate();
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	KTAP_EXPECT(starts == 1, "not started after the reset");
+	return KTAP_PASS;
+}
+
+/* The "IOThread": sets NEEDS_RESET once per round, while the "vCPU" writes the status. */
+static unsigned int round_go, round_done;
+
+static void *iothread_fn(void *opaque)
+{
+	unsigned int r, rounds = (uintptr_t)opaque;
+
+	for (r = 1; r <= rounds; r++) {
+		while (__atomic_load_n(&round_go, __ATOMIC_ACQUIRE) != r)
+			;
+		sluice_virtio_pci_needs_reset(&vp);
+		__atomic_store_n(&round_done, r, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/*
+ * A driver status write racing an IOThread's NEEDS_RESET must not wipe it:
+ * the write is a compare-and-swap, not a load and a later store.
+ */
+static enum ktap_result needs_reset_race(void)
+{
+	const unsigned int rounds = 100000;
+	unsigned int r, i, lost = 0;
+	pthread_t t;
+
+	negotiate();
+	KTAP_EXPECT(pthread_create(&t, NULL, iothread_fn, (void *)(uintptr_t)rounds) == 0, "thread");
+	for (r = 1; r <= rounds; r++) {
+		/* What a reset leaves, without the reset's cost: status back to FEATURES_OK. */
+		__atomic_store_n(&vp.status, S_FEAT, __ATOMIC_RELEASE);
+		__atomic_store_n(&round_go, r, __ATOMIC_RELEASE);
+		for (i = 0; i < 4 || __atomic_load_n(&round_done, __ATOMIC_ACQUIRE) != r; i++)
+			bar_write(CC_STATUS, S_FEAT, 1);
+		if (!(status_read() & VIRTIO_CONFIG_S_NEEDS_RESET))
+			lost++;
+	}
+	pthread_join(t, NULL);
+	KTAP_EXPECT(!lost, "a driver write wiped NEEDS_RESET in %u of %u rounds", lost, rounds);
+	bar_write(CC_STATUS, 0, 1);
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(needs_reset_kept), KTAP_CASE(needs_reset_race))
