@@ -321,10 +321,38 @@ static enum ktap_result engine_flood_bounded(void)
 	return KTAP_PASS;
 }
 
+/*
+ * A queue move (set-queue-iothread: stop, then resume elsewhere) keeps the
+ * ring indices: a guest that scribbles on used->idx meanwhile cannot make
+ * the device restart from its value.
+ */
+static enum ktap_result engine_move_keeps_indices(void)
+{
+	struct sluice_vblk_queue *q = &vblk->queues[0];
+	uint16_t last_avail = q->vring.last_avail_idx, used_idx = q->vring.used_idx;
+
+	KTAP_EXPECT(le16toh(used()->idx) == used_idx, "used idx %u, shadow %u", le16toh(used()->idx), used_idx);
+	sluice_vblk_queue_stop(q);
+	KTAP_EXPECT(!q->serving, "still serving after the stop");
+	used()->idx = htole16(used_idx + 7);		/* the guest writes its (device-owned) used->idx */
+	sluice_vblk_queue_resume(q);
+	KTAP_EXPECT(q->serving && !q->broken, "not serving after the move");
+	KTAP_EXPECT(q->vring.last_avail_idx == last_avail && q->vring.used_idx == used_idx &&
+		    q->vring.published_idx == used_idx,
+		    "indices re-read: last_avail %u (was %u), used %u (was %u)", q->vring.last_avail_idx,
+		    last_avail, q->vring.used_idx, used_idx);
+	request(0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+	sluice_vblk_queue_process(q);
+	KTAP_EXPECT(wait_used(used_idx + 1) && status_of(0) == VIRTIO_BLK_S_OK, "used idx %u, want %u",
+		    le16toh(used()->idx), used_idx + 1);
+	KTAP_EXPECT(le32toh(used()->ring[used_idx % QSIZE].id) == 0, "used entry in the wrong slot");
+	return KTAP_PASS;
+}
+
 static enum ktap_result engine_malformed_needs_reset(void)
 {
 	struct sluice_vblk_queue *q = &vblk->queues[0];
-	uint16_t d = 9;
+	uint16_t d = 9, used_idx;
 
 	/* A request without a status byte: the device needs a reset; the process lives on. */
 	set_desc(d, DATA, 16, 0, 0);
@@ -332,8 +360,24 @@ static enum ktap_result engine_malformed_needs_reset(void)
 	sluice_vblk_queue_process(q);
 	KTAP_EXPECT(q->broken, "queue not broken");
 	KTAP_EXPECT(vblk->vpci.status & 0x40, "NEEDS_RESET not set: status 0x%x", vblk->vpci.status);
+	/*
+	 * A completion pushed its used entry but its flush BH has not run
+	 * (inflight is already 0): the stop must publish it, broken or not.
+	 */
+	used_idx = q->vring.used_idx;
+	sluice_vring_push(&q->vring, 3, 1);
 	sluice_vblk_queue_stop(q);
 	KTAP_EXPECT(!q->serving, "still serving");
+	KTAP_EXPECT(le16toh(used()->idx) == (uint16_t)(used_idx + 1), "pushed entry not published: used idx %u",
+		    le16toh(used()->idx));
+	/* Moving a broken queue neither mends it nor restarts it from the guest's indices. */
+	used()->idx = htole16(used_idx + 9);
+	sluice_vblk_queue_resume(q);
+	KTAP_EXPECT(q->broken && !q->serving, "a move revived a broken queue");
+	request(0, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+	sluice_vblk_queue_process(q);
+	KTAP_EXPECT(q->vring.used_idx == (uint16_t)(used_idx + 1), "a broken queue took a request");
+	sluice_vblk_queue_stop(q);
 	sluice_blk_unref(vblk->blk);
 	unlink(img);
 	return KTAP_PASS;
@@ -341,4 +385,4 @@ static enum ktap_result engine_malformed_needs_reset(void)
 
 KTAP_MAIN(KTAP_CASE(ring_pop_push_flags), KTAP_CASE(ring_event_idx), KTAP_CASE(ring_malformed),
 	  KTAP_CASE(engine_setup), KTAP_CASE(engine_requests), KTAP_CASE(engine_flood_bounded),
-	  KTAP_CASE(engine_malformed_needs_reset))
+	  KTAP_CASE(engine_move_keeps_indices), KTAP_CASE(engine_malformed_needs_reset))

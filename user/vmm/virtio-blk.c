@@ -501,23 +501,14 @@ static void vblk_flush_bh(void *opaque)
 	}
 }
 
-/* Serving thread: start serving @q (its setup fields are filled).  Runs through sluice_aio_run_sync. */
-static void vblk_queue_attach(void *opaque)
+/*
+ * Serving thread (@q->ctx's), through sluice_aio_run_sync, queue stopped:
+ * serve @q's ring as it stands (BHs, kick handler, a first pass).
+ */
+static void vblk_queue_serve(struct sluice_vblk_queue *q)
 {
-	struct sluice_vblk_queue *q = opaque;
-	struct sluice_gmem mem = { .to_hva = gmem_to_hva, .opaque = q->vblk->vm };
-	int ret;
-
-	q->broken = false;
 	q->throttled = false;
 	q->notify_off = false;
-	ret = sluice_vring_init(&q->vring, &mem, q->size, q->desc_gpa, q->avail_gpa, q->used_gpa,
-				q->vblk->features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
-				q->vblk->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
-	if (ret) {
-		vblk_queue_broken(q, ret == -EFAULT ? "rings outside guest RAM" : "misaligned rings");
-		return;
-	}
 	q->kick_bh = sluice_bh_new(q->ctx, vblk_kick_bh, q);
 	q->flush_bh = sluice_bh_new(q->ctx, vblk_flush_bh, q);
 	q->serving = true;
@@ -525,6 +516,46 @@ static void vblk_queue_attach(void *opaque)
 	sluice_aio_set_fd_poll(q->ctx, q->kick_fd, vblk_kick_poll);
 	sluice_aio_set_fd_poll_end(q->ctx, q->kick_fd, vblk_kick_poll_end);
 	sluice_vblk_queue_process(q);
+}
+
+/*
+ * Serving thread, through sluice_aio_run_sync from the vCPU thread's
+ * DRIVER_OK (disk state_lock held): start serving @q from its setup fields.
+ * The ring indices are set up afresh here and only here; @q->broken was
+ * cleared by the device reset that came before.
+ */
+static void vblk_queue_attach(void *opaque)
+{
+	struct sluice_vblk_queue *q = opaque;
+	struct sluice_gmem mem = { .to_hva = gmem_to_hva, .opaque = q->vblk->vm };
+	int ret;
+
+	if (q->broken)
+		return;
+	ret = sluice_vring_init(&q->vring, &mem, q->size, q->desc_gpa, q->avail_gpa, q->used_gpa,
+				q->vblk->features & (1ULL << VIRTIO_RING_F_EVENT_IDX),
+				q->vblk->features & (1ULL << VIRTIO_RING_F_INDIRECT_DESC));
+	if (ret) {
+		vblk_queue_broken(q, ret == -EFAULT ? "rings outside guest RAM" : "misaligned rings");
+		return;
+	}
+	vblk_queue_serve(q);
+}
+
+/*
+ * Serving thread (the new one), through sluice_aio_run_sync from the main
+ * thread's queue move (disk state_lock held), after vblk_queue_stop(): serve
+ * @q again with the ring indices it had (last_avail_idx, the used index
+ * shadows), never re-read from guest-writable memory.  A broken queue stays
+ * stopped until the device reset.
+ */
+static void vblk_queue_resume(void *opaque)
+{
+	struct sluice_vblk_queue *q = opaque;
+
+	if (q->broken)
+		return;
+	vblk_queue_serve(q);
 }
 
 /* Serving thread: stop taking new requests (in-flight ones go on). */
@@ -539,7 +570,13 @@ static void vblk_queue_quiesce(void *opaque)
 	q->serving = false;
 }
 
-/* Serving thread, no request in flight: publish what is left, drop the BHs and the request pool. */
+/*
+ * Serving thread, no request in flight: publish what is left, drop the BHs
+ * and the request pool.  The last completions may have pushed used entries
+ * whose flush BH has not run (inflight drops in vblk_req_done, before the
+ * BH): they are published here, broken queue or not (as the flush BH does),
+ * so that deleting the BH loses none.
+ */
 static void vblk_queue_detach(void *opaque)
 {
 	struct sluice_vblk_queue *q = opaque;
@@ -547,7 +584,7 @@ static void vblk_queue_detach(void *opaque)
 
 	if (!q->kick_bh)
 		return;
-	if (!q->broken && sluice_vring_publish(&q->vring) && q->call_fd >= 0)
+	if (sluice_vring_publish(&q->vring) && q->call_fd >= 0)
 		eventfd_write(q->call_fd, 1);
 	sluice_bh_delete(q->kick_bh);
 	sluice_bh_delete(q->flush_bh);
@@ -583,6 +620,12 @@ void sluice_vblk_queue_attach(struct sluice_vblk_queue *q)
 void sluice_vblk_queue_stop(struct sluice_vblk_queue *q)
 {
 	vblk_queue_stop(q);
+}
+
+/* Serving thread (tests; moves use sluice_aio_run_sync): serve @q again after a stop, indices kept. */
+void sluice_vblk_queue_resume(struct sluice_vblk_queue *q)
+{
+	vblk_queue_resume(q);
 }
 
 /* ---- the virtio device (transport callbacks: vCPU threads, transport lock held) ---- */
@@ -664,6 +707,7 @@ static int vblk_start(void *dev, uint64_t features)
 	return ret;
 }
 
+/* vCPU thread, transport lock held (status 0): stop every queue, wait for its requests, forget it was broken. */
 static void vblk_reset(void *dev)
 {
 	struct sluice_vblk *vblk = dev;
@@ -679,8 +723,11 @@ static void vblk_reset(void *dev)
 					vblk_queue_stop(&vblk->queues[i]);
 		}
 	}
-	for (i = 0; i < vblk->nr_queues; i++)
+	/* The only place a broken queue is mended: the driver reset the device. */
+	for (i = 0; i < vblk->nr_queues; i++) {
 		vblk->queues[i].enabled = false;
+		__atomic_store_n(&vblk->queues[i].broken, false, __ATOMIC_RELAXED);
+	}
 	vblk->started = false;
 	pthread_mutex_unlock(&vblk->state_lock);
 }
@@ -900,7 +947,7 @@ int sluice_vblk_set_queue_iothread(struct sluice_vblk *vblk, unsigned int qi, st
 	q->iothread = t;
 	q->ctx = sluice_iothread_ctx(t);
 	if (running)
-		sluice_aio_run_sync(q->ctx, vblk_queue_attach, q);
+		sluice_aio_run_sync(q->ctx, vblk_queue_resume, q);
 out_unlock:
 	pthread_mutex_unlock(&vblk->state_lock);
 	return 0;

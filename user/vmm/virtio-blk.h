@@ -138,6 +138,11 @@ void sluice_vblk_queue_process(struct sluice_vblk_queue *q);
 void sluice_vblk_queue_attach(struct sluice_vblk_queue *q);
 /* Any thread: stop taking requests from @q, wait for the ones in flight, publish them. */
 void sluice_vblk_queue_stop(struct sluice_vblk_queue *q);
+/*
+ * Serving thread: serve @q again after sluice_vblk_queue_stop() (a move to
+ * another IOThread), with the ring indices it had; a broken queue stays stopped.
+ */
+void sluice_vblk_queue_resume(struct sluice_vblk_queue *q);
 
 /* vblk-kernel.c: the kernel dataplane (dataplane=kernel|auto).  Main thread unless said otherwise. */
 int sluice_vblk_kernel_attach(struct sluice_vblk *vblk, char **errp);

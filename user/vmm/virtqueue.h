@@ -41,7 +41,10 @@ struct sluice_vring {
 /*
  * Set @vr up over the rings at the given guest addresses (queue of @size, a
  * power of 2).  Returns 0, or -EINVAL (bad size, misaligned) / -EFAULT (a
- * ring outside RAM).  Serving thread, queue stopped.
+ * ring outside RAM).  Serving thread, queue stopped.  The indices start
+ * from used->idx as the guest left it: only for a fresh start (DRIVER_OK
+ * after a reset); a queue that merely moves to another thread keeps its
+ * struct sluice_vring as it is.
  */
 int sluice_vring_init(struct sluice_vring *vr, const struct sluice_gmem *mem, uint16_t size,
 		      uint64_t desc_gpa, uint64_t avail_gpa, uint64_t used_gpa, bool event_idx, bool indirect);
