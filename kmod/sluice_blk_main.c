@@ -321,10 +321,28 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 		return sluice_blk_get_stats(disk, argp);
 	}
 
-	switch (_IOC_NR(cmd)) {
-	case _IOC_NR(SLUICE_BLK_SET_OWNER) ... _IOC_NR(SLUICE_BLK_GET_STATS):
-	case _IOC_NR(SLUICE_BLK_SET_VRING_NUM) ... _IOC_NR(SLUICE_BLK_SET_VRING_ENABLE):
-	case _IOC_NR(SLUICE_BLK_SET_EXTENT_CONFIG) ... _IOC_NR(SLUICE_BLK_UNMAP_EXTENTS):
+	/*
+	 * Exact commands, not _IOC_NR ranges, and before the owner check: a
+	 * known number with the wrong size or direction is an unknown ioctl,
+	 * -ENOTTY for everyone, not -EINVAL/-EPERM for whoever is not the owner.
+	 */
+	switch (cmd) {
+	case SLUICE_BLK_RESET:
+	case SLUICE_BLK_SET_MEM_TABLE:
+	case SLUICE_BLK_SET_FEATURES:
+	case SLUICE_BLK_SET_BACKEND:
+	case SLUICE_BLK_SET_VRING_NUM:
+	case SLUICE_BLK_SET_VRING_ADDR:
+	case SLUICE_BLK_SET_VRING_BASE:
+	case SLUICE_BLK_GET_VRING_BASE:
+	case SLUICE_BLK_SET_VRING_KICK:
+	case SLUICE_BLK_SET_VRING_CALL:
+	case SLUICE_BLK_SET_VRING_ERR:
+	case SLUICE_BLK_SET_VRING_ENABLE:
+	case SLUICE_BLK_SET_EXTENT_CONFIG:
+	case SLUICE_BLK_SET_UPCALL:
+	case SLUICE_BLK_MAP_EXTENTS:
+	case SLUICE_BLK_UNMAP_EXTENTS:
 		break;
 	default:
 		return -ENOTTY;
