@@ -4,6 +4,7 @@
 
 #include <linux/eventfd.h>
 #include <linux/file.h>
+#include <linux/overflow.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/virtio_blk.h>
@@ -126,6 +127,7 @@ int sluice_blk_unmap_extents(struct sluice_blk_disk *disk, void __user *arg)
 	struct sluice_blk_range r;
 	unsigned long first, last, idx;
 	void *entry;
+	u64 end;
 	int old;
 
 	if (!disk->extents)
@@ -134,8 +136,15 @@ int sluice_blk_unmap_extents(struct sluice_blk_disk *disk, void __user *arg)
 		return -EFAULT;
 	if (!r.length || r.offset >= disk->capacity)
 		return -EINVAL;
+	/*
+	 * A range past the end of the disk means "to the end", and so does one
+	 * whose end does not fit in 64 bits (length U64_MAX): wrapped, its end
+	 * would lie below the offset and nothing would be revoked.
+	 */
+	if (check_add_overflow(r.offset, r.length, &end))
+		end = U64_MAX;
 	first = r.offset >> disk->cluster_bits;
-	last = (min(r.offset + r.length, disk->capacity) - 1) >> disk->cluster_bits;
+	last = (min(end, disk->capacity) - 1) >> disk->cluster_bits;
 	xa_for_each_range(&disk->ext_map, idx, entry, first, last) {
 		xa_erase(&disk->ext_map, idx);
 		atomic_dec(&disk->ext_clusters);

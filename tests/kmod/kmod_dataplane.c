@@ -994,6 +994,15 @@ static int extent_setup(struct drv *d, const char *name)
 	return ret;
 }
 
+/* Close a disk of extent_setup() and its upcall eventfds. */
+static void extent_close(struct drv *d)
+{
+	drv_close(d);
+	close(up_notify);
+	close(up_donefd);
+	up_notify = up_donefd = -1;
+}
+
 static int map_extent(struct drv *d, uint64_t goff, uint64_t len, uint64_t hoff, bool writable)
 {
 	struct {
@@ -1153,9 +1162,7 @@ static enum ktap_result extent_map_and_upcall(void)
 	/* Close with a forwarded request nobody will answer: no hang, no worker left. */
 	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 5 * CL / 512, 4096, false));
 	KTAP_EXPECT(next_upcall(), "no upcall before close");
-	drv_close(&d);
-	close(up_notify);
-	close(up_donefd);
+	extent_close(&d);
 	KTAP_EXPECT(wait_no_workers(), "workers left after closing with a forwarded request");
 	return KTAP_PASS;
 }
@@ -1216,9 +1223,33 @@ static enum ktap_result upcall_stale_ids(void)
 	KTAP_EXPECT(le16toh(d.used->idx) == d.used_seen, "a replayed answer completed the slot's new request");
 	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
 	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK, "the new request's answer");
-	drv_close(&d);
-	close(up_notify);
-	close(up_donefd);
+	extent_close(&d);
+	KTAP_EXPECT(wait_no_workers(), "workers left");
+	return KTAP_PASS;
+}
+
+/* UNMAP_EXTENTS with length UINT64_MAX ("to the end") from an offset > 0: its end wraps, yet it revokes. */
+static enum ktap_result extent_unmap_to_end(void)
+{
+	struct sluice_blk_range rg = { CL, UINT64_MAX };
+	struct sluice_blk_upcall_req *r;
+	struct drv d;
+
+	KTAP_EXPECT(!extent_setup(&d, "ext2"), "extent-mode setup");
+	KTAP_SYSCALL(map_extent(&d, 0, 4 * CL, 10 * CL, true));	/* guest 0-3 -> host 10-13 */
+	KTAP_EXPECT(sysfs_num("ext2", "extents") == 4, "%ld clusters mapped", sysfs_num("ext2", "extents"));
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_UNMAP_EXTENTS, &rg));
+	KTAP_EXPECT(sysfs_num("ext2", "extents") == 1, "%ld clusters after unmapping from cluster 1 to the end",
+		    sysfs_num("ext2", "extents"));
+	/* Cluster 0 is still served in the kernel, cluster 3 goes to userspace. */
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read of cluster 0");
+	KTAP_EXPECT(sysfs_num("ext2", "queues/0/fallback") == 0, "cluster 0 was forwarded");
+	drv_post(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 3 * CL / 512, 4096, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->reason == SLUICE_BLK_FWD_UNMAPPED, "read of revoked cluster 3 not forwarded");
+	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK, "forwarded read");
+	extent_close(&d);
 	KTAP_EXPECT(wait_no_workers(), "workers left");
 	return KTAP_PASS;
 }
@@ -1275,6 +1306,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
+	KTAP_CASE(extent_unmap_to_end),
 };
 
 int main(int argc, char **argv)
