@@ -349,6 +349,8 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 out_malformed:
 	/* No status byte to answer through: the chain is malformed and the queue stops. */
 	sluice_blk_queue_break(q, "request without header or status byte");
-	atomic_dec(&q->inflight);
 	kfree(req);
+	/* As a completion would: a DRAIN that saw this request in flight sleeps until inflight is 0. */
+	if (atomic_dec_and_test(&q->inflight))
+		wake_up_all(&q->idle_wq);
 }
