@@ -96,6 +96,11 @@ retry:
 	init_sync_kiocb(&req->iocb, file);
 	req->iocb.ki_pos = pos;
 	req->iocb.ki_complete = sluice_blk_rw_done;
+	/*
+	 * init_sync_kiocb() copies O_APPEND from the file (fcntl can set it
+	 * after SET_BACKEND refused it): it would put every guest write at EOF.
+	 */
+	req->iocb.ki_flags &= ~IOCB_APPEND;
 	/* A backend opened O_DIRECT starts with IOCB_DIRECT: the page-cache retry must drop it. */
 	if (direct)
 		req->iocb.ki_flags |= IOCB_DIRECT;

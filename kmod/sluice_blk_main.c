@@ -158,6 +158,9 @@ static int sluice_blk_set_backend(struct sluice_blk_disk *disk, void __user *arg
 	if ((!S_ISREG(mode) && !S_ISBLK(mode)) || !file->f_op->read_iter ||
 	    !file->f_op->write_iter || !(file->f_mode & FMODE_READ))
 		goto out_put;
+	/* Guest writes go to the sector they name, never to EOF. */
+	if (file->f_flags & O_APPEND)
+		goto out_put;
 	ret = -EBADF;
 	if (!(b.flags & SLUICE_BLK_BACKEND_F_READONLY) && !(file->f_mode & FMODE_WRITE))
 		goto out_put;

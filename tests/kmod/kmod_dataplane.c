@@ -376,6 +376,10 @@ static enum ktap_result setup_rejects_bad_arguments(void)
 	b.capacity = 2 << 20;
 	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EINVAL, "capacity > file");
 	b.capacity = 0;
+	KTAP_SYSCALL(fcntl(img, F_SETFL, fcntl(img, F_GETFL) | O_APPEND));
+	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EINVAL, "O_APPEND backend");
+	KTAP_SYSCALL(fcntl(img, F_SETFL, fcntl(img, F_GETFL) & ~O_APPEND));
+	b.capacity = 0;
 	KTAP_SYSCALL(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b));
 	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_BACKEND, &b) < 0 && errno == EBUSY, "second backend");
 	KTAP_EXPECT(ioctl(fd, SLUICE_BLK_SET_VRING_NUM, &st) < 0 && errno == EINVAL, "num 100");
@@ -1228,6 +1232,25 @@ static enum ktap_result upcall_stale_ids(void)
 	return KTAP_PASS;
 }
 
+/* O_APPEND set on the backend after SET_BACKEND: a guest write still lands at its sector, not at EOF. */
+static enum ktap_result append_set_later(void)
+{
+	struct stat sb;
+	struct drv d;
+	uint8_t *p;
+
+	KTAP_EXPECT(drv_setup(&d, "app0", default_features(), 0) == 0, "setup");
+	KTAP_SYSCALL(fcntl(d.img, F_SETFL, fcntl(d.img, F_GETFL) | O_APPEND));
+	p = gpa(&d, DATA_GPA(0));
+	memset(p, 0x5a, 8192);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 16, 8192, false) == VIRTIO_BLK_S_OK, "write");
+	KTAP_EXPECT(file_has(d.img, 16 * 512, p, 8192), "the write is not at sector 16");
+	KTAP_SYSCALL(fstat(d.img, &sb));
+	KTAP_EXPECT(sb.st_size == IMG_SIZE, "image grew to %lld bytes", (long long)sb.st_size);
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
 /* UNMAP_EXTENTS with length UINT64_MAX ("to the end") from an offset > 0: its end wraps, yet it revokes. */
 static enum ktap_result extent_unmap_to_end(void)
 {
@@ -1305,7 +1328,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart), KTAP_CASE(reset_drain_and_reuse),
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
-	KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
+	KTAP_CASE(append_set_later), KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
 	KTAP_CASE(extent_unmap_to_end),
 };
 
