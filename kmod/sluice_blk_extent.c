@@ -5,6 +5,7 @@
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/overflow.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/virtio_blk.h>
@@ -109,8 +110,17 @@ int sluice_blk_map_extents(struct sluice_blk_disk *disk, void __user *arg)
 		host = e.host_offset >> disk->cluster_bits;
 		for (n = 0; n < (e.length >> disk->cluster_bits); n++) {
 			void *v = xa_mk_value(((host + n) << 1) | (e.flags & SLUICE_BLK_EXTENT_F_WRITABLE));
-			void *old = xa_store(&disk->ext_map, c + n, v, GFP_KERNEL);
+			void *old;
 
+			/*
+			 * One extent may span billions of clusters: disk->lock is a
+			 * mutex, so yield the CPU, and let a killed owner go (what
+			 * was stored so far maps what it asked for, only less).
+			 */
+			if (fatal_signal_pending(current))
+				return -EINTR;
+			cond_resched();
+			old = xa_store(&disk->ext_map, c + n, v, GFP_KERNEL);
 			ret = xa_err(old);
 			if (ret)
 				return ret;
