@@ -6,6 +6,7 @@
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
+#include <linux/mm.h>
 #include <linux/module.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -20,7 +21,8 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 	struct sluice_blk_disk *disk;
 	int i;
 
-	disk = kzalloc(sizeof(*disk), GFP_KERNEL);
+	/* About 107 KB (the queues' scratch arrays): kvzalloc, not an order-5 kzalloc. */
+	disk = kvzalloc(sizeof(*disk), GFP_KERNEL);
 	if (!disk)
 		return -ENOMEM;
 	mutex_init(&disk->lock);
@@ -43,7 +45,7 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 out_free_cpumasks:
 	while (i-- > 0)
 		free_cpumask_var(disk->queues[i].cpus);
-	kfree(disk);
+	kvfree(disk);
 	return -ENOMEM;
 }
 
@@ -109,7 +111,7 @@ static int sluice_blk_release(struct inode *inode, struct file *file)
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++)
 		free_cpumask_var(disk->queues[i].cpus);
 	synchronize_rcu();	/* no one translates through the freed table any more */
-	kfree(disk);
+	kvfree(disk);
 	return 0;
 }
 
