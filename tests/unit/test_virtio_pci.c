@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* test_virtio_pci.c - the virtio-pci transport without KVM: device status (NEEDS_RESET vs driver writes), PCI command register. */
+/* test_virtio_pci.c - the virtio-pci transport without KVM: device status (NEEDS_RESET vs driver writes), Bus Master off. */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -19,7 +19,7 @@
 
 static struct sluice_vm vm;
 static struct sluice_virtio_pci vp;
-static unsigned int starts, resets;
+static unsigned int starts, resets, stops;
 
 /* A device with one queue that only counts start and reset (vCPU thread, transport lock held). */
 static uint64_t dev_features(void *dev) { return 0; }
@@ -29,12 +29,13 @@ static void dev_config_read(void *dev, unsigned int off, uint8_t *data, unsigned
 static void dev_config_write(void *dev, unsigned int off, const uint8_t *data, unsigned int len) { }
 static int dev_start(void *dev, uint64_t features) { starts++; return 0; }
 static void dev_reset(void *dev) { resets++; }
+static void dev_stop(void *dev) { stops++; }
 
 static const struct sluice_virtio_dev_ops dev_ops = {
 	.name = "test", .device_type = 2, .class_code = 0x018000,
 	.get_features = dev_features, .num_queues = dev_num_queues, .max_queue_size = dev_queue_size,
 	.config_read = dev_config_read, .config_write = dev_config_write,
-	.start = dev_start, .reset = dev_reset,
+	.start = dev_start, .reset = dev_reset, .stop = dev_stop,
 };
 
 /* A guest write of @len bytes to BAR 0 at @off, as a vCPU's MMIO exit. */
@@ -51,6 +52,17 @@ static uint8_t status_read(void)
 
 	sluice_pci_mmio(&vm, vp.pci.bar_addr[0] + CC_STATUS, false, &data, 1);
 	return data;
+}
+
+/* A guest write of the PCI command register through 0xcf8/0xcfc. */
+static void command_write(uint16_t cmd)
+{
+	uint8_t addr[4], data[2] = { cmd, cmd >> 8 };
+	uint32_t a = 0x80000000u | vp.pci.slot << 11 | PCI_COMMAND;
+
+	memcpy(addr, &a, 4);
+	sluice_pci_port_io(&vm, 0xcf8, true, addr, 4);
+	sluice_pci_port_io(&vm, 0xcfc, true, data, 2);
 }
 
 /* Offer VERSION_1 (driver features word 1, bit 0) and reach FEATURES_OK. */
@@ -137,4 +149,37 @@ static enum ktap_result needs_reset_race(void)
 	return KTAP_PASS;
 }
 
-KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(needs_reset_kept), KTAP_CASE(needs_reset_race))
+/*
+ * Bus Master off while the device runs stops its DMA (QEMU's
+ * virtio_write_config): the device is stopped (not reset), DRIVER_OK drops,
+ * the rest of the status stays; DRIVER_OK again starts it afresh.
+ */
+static enum ktap_result bus_master_off_stops(void)
+{
+	negotiate();
+	starts = resets = stops = 0;
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	KTAP_EXPECT(starts == 1 && vp.started, "not started");
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+	KTAP_EXPECT(!stops && vp.started, "stopped with Bus Master still on");
+	command_write(PCI_COMMAND_MEMORY);
+	KTAP_EXPECT(stops == 1 && !resets && !vp.started, "%u stops, %u resets", stops, resets);
+	KTAP_EXPECT(status_read() == S_FEAT, "status 0x%x, want 0x%x", status_read(), S_FEAT);
+	command_write(PCI_COMMAND_MEMORY);
+	KTAP_EXPECT(stops == 1, "a stopped device stopped again");
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	KTAP_EXPECT(starts == 2 && vp.started, "not started again");
+	/* A device that needs a reset keeps NEEDS_RESET through the stop. */
+	sluice_virtio_pci_needs_reset(&vp);
+	command_write(PCI_COMMAND_MEMORY);
+	KTAP_EXPECT(stops == 2 && status_read() == (S_FEAT | VIRTIO_CONFIG_S_NEEDS_RESET), "status 0x%x",
+		    status_read());
+	bar_write(CC_STATUS, 0, 1);
+	KTAP_EXPECT(status_read() == 0 && resets == 1, "reset");
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(needs_reset_kept), KTAP_CASE(needs_reset_race),
+	  KTAP_CASE(bus_master_off_stops))

@@ -707,8 +707,11 @@ static int vblk_start(void *dev, uint64_t features)
 	return ret;
 }
 
-/* vCPU thread, transport lock held (status 0): stop every queue, wait for its requests, forget it was broken. */
-static void vblk_reset(void *dev)
+/*
+ * vCPU thread, transport lock held (Bus Master off, or a reset): stop every
+ * queue and wait for its requests; a broken queue stays broken.
+ */
+static void vblk_stop(void *dev)
 {
 	struct sluice_vblk *vblk = dev;
 	unsigned int i;
@@ -723,12 +726,23 @@ static void vblk_reset(void *dev)
 					vblk_queue_stop(&vblk->queues[i]);
 		}
 	}
-	/* The only place a broken queue is mended: the driver reset the device. */
-	for (i = 0; i < vblk->nr_queues; i++) {
+	for (i = 0; i < vblk->nr_queues; i++)
 		vblk->queues[i].enabled = false;
-		__atomic_store_n(&vblk->queues[i].broken, false, __ATOMIC_RELAXED);
-	}
 	vblk->started = false;
+	pthread_mutex_unlock(&vblk->state_lock);
+}
+
+/* vCPU thread, transport lock held (status 0): stop every queue, wait for its requests, forget it was broken. */
+static void vblk_reset(void *dev)
+{
+	struct sluice_vblk *vblk = dev;
+	unsigned int i;
+
+	vblk_stop(dev);
+	/* The only place a broken queue is mended: the driver reset the device. */
+	pthread_mutex_lock(&vblk->state_lock);
+	for (i = 0; i < vblk->nr_queues; i++)
+		__atomic_store_n(&vblk->queues[i].broken, false, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&vblk->state_lock);
 }
 
@@ -743,6 +757,7 @@ static const struct sluice_virtio_dev_ops vblk_virtio_ops = {
 	.config_write = vblk_config_write,
 	.start = vblk_start,
 	.reset = vblk_reset,
+	.stop = vblk_stop,
 };
 
 /* ---- setup and control (main thread) ---- */

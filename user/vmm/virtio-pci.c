@@ -396,17 +396,47 @@ static void vp_bar_access(struct sluice_pci_dev *pci, unsigned int bar, uint64_t
 	pthread_mutex_unlock(&vp->lock);
 }
 
-/* vCPU threads: MSI-X enable / function mask changed. */
+/*
+ * vCPU thread, transport lock held: the driver turned Bus Master off.  Like
+ * QEMU (virtio_write_config), the device stops its DMA: queue processing
+ * stops, in-flight requests are waited for, DRIVER_OK is dropped from the
+ * status (NEEDS_RESET and the rest stay), and the driver's queue setup is
+ * kept, so writing DRIVER_OK again starts the device afresh.
+ */
+static void bus_master_off(struct sluice_virtio_pci *vp)
+{
+	uint8_t old = status_get(vp);
+
+	if (vp->started) {
+		if (vp->ops->stop)
+			vp->ops->stop(vp->dev);
+		else
+			vp->ops->reset(vp->dev);
+		vp->started = false;
+	}
+	/* A compare-and-swap, as in status_write: an IOThread may be setting NEEDS_RESET. */
+	while ((old & VIRTIO_CONFIG_S_DRIVER_OK) &&
+	       !__atomic_compare_exchange_n(&vp->status, &old, old & ~VIRTIO_CONFIG_S_DRIVER_OK, false,
+					    __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		;
+}
+
+/* vCPU threads, no lock held (takes the transport lock): Bus Master, MSI-X enable or function mask changed. */
 static void vp_config_written(struct sluice_pci_dev *pci, unsigned int off, unsigned int len)
 {
 	struct sluice_virtio_pci *vp = pci->opaque;
 	unsigned int i, ctl = vp->msix_cap + PCI_MSIX_FLAGS;
+	bool command = off < PCI_COMMAND + 2 && off + len > PCI_COMMAND;
+	bool msix = off + len > ctl && off < ctl + 2;
 
-	if (off + len <= ctl || off >= ctl + 2)
+	if (!command && !msix)
 		return;
 	pthread_mutex_lock(&vp->lock);
-	for (i = 0; i < vp->nr_vectors; i++)
-		vector_update(vp, i);
+	if (command && !(sluice_pci_cfg_read(&vp->pci, PCI_COMMAND, 2) & PCI_COMMAND_MASTER))
+		bus_master_off(vp);
+	if (msix)
+		for (i = 0; i < vp->nr_vectors; i++)
+			vector_update(vp, i);
 	pthread_mutex_unlock(&vp->lock);
 }
 

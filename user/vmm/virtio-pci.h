@@ -34,6 +34,11 @@ struct sluice_virtio_dev_ops {
 	int (*start)(void *dev, uint64_t features);
 	/* Reset (status 0): stop serving and wait until no request touches guest memory. */
 	void (*reset)(void *dev);
+	/*
+	 * Bus Master turned off while started: stop serving and wait like
+	 * reset, but keep what only a reset forgets (NULL: reset is used).
+	 */
+	void (*stop)(void *dev);
 };
 
 /*
