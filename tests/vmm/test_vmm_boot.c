@@ -154,6 +154,21 @@ static int payload_of(const char *path, uint64_t *off, uint32_t *len, uint64_t *
 	return 0;
 }
 
+/* The next bzImage /boot/vmlinuz-* of @d with a payload: its path in @path, its payload as payload_of(). */
+static bool next_kernel(DIR *d, char *path, size_t size, uint64_t *off, uint32_t *len, uint64_t *init_end)
+{
+	struct dirent *de;
+
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "vmlinuz-", 8))
+			continue;
+		snprintf(path, size, "/boot/%s", de->d_name);
+		if (!payload_of(path, off, len, init_end))
+			return true;
+	}
+	return false;
+}
+
 /* The payload of @path decompressed by the xz or zstd tool (a second opinion); its length in *@n, or NULL. */
 static uint8_t *tool_decompress(const char *path, uint64_t off, uint32_t len, size_t *n)
 {
@@ -242,7 +257,6 @@ static enum ktap_result vmlinux_from_bzimage(void)
 	struct sluice_vm vm = { .low_size = VM_RAM };
 	char path[512], trunc[] = "/tmp/sluice-vmlinux-XXXXXX";
 	uint64_t off, init_end, entry, end;
-	struct dirent *de;
 	const char *why, *bad;
 	uint8_t *elf;
 	size_t elf_len;
@@ -254,12 +268,7 @@ static enum ktap_result vmlinux_from_bzimage(void)
 	KTAP_EXPECT(vm.ram != MAP_FAILED, "mmap");
 	d = opendir("/boot");
 	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
-	while ((de = readdir(d))) {
-		if (strncmp(de->d_name, "vmlinuz-", 8))
-			continue;
-		snprintf(path, sizeof(path), "/boot/%s", de->d_name);
-		if (payload_of(path, &off, &len, &init_end))
-			continue;
+	while (next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
 		fd = open(path, O_RDONLY);
 		if (fd < 0)
 			continue;
@@ -318,5 +327,90 @@ static enum ktap_result vmlinux_from_bzimage(void)
 	return KTAP_PASS;
 }
 
+/*
+ * A copy of the file @path in a new temporary file, with @len bytes at @off
+ * XORed with 0x5a (nothing when @len is 0); its path in @tmp (unlink it), or -1.
+ */
+static int corrupt_copy(const char *path, uint64_t off, size_t len, char *tmp)
+{
+	uint8_t *buf = NULL;
+	ssize_t n = -1;
+	int fd, tfd;
+	size_t i;
+	off_t sz;
+
+	strcpy(tmp, "/tmp/sluice-bzimage-XXXXXX");
+	fd = open(path, O_RDONLY);
+	tfd = mkstemp(tmp);
+	if (fd < 0 || tfd < 0)
+		goto out;
+	sz = lseek(fd, 0, SEEK_END);
+	buf = malloc(sz);
+	if (!buf || pread(fd, buf, sz, 0) != sz || off + len > (uint64_t)sz)
+		goto out;
+	for (i = 0; i < len; i++)
+		buf[off + i] ^= 0x5a;
+	n = pwrite(tfd, buf, sz, 0) == sz ? 0 : -1;
+out:
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+	if (tfd >= 0)
+		close(tfd);
+	if (n && tfd >= 0)
+		unlink(tmp);
+	return n ? -1 : 0;
+}
+
+/*
+ * A payload that parses (its ELF headers decompress) but is corrupt further
+ * on: the VMM's decompressor fails after it read the ELF's entry, and the
+ * boot falls back to the bzImage with the bzImage's 64-bit entry
+ * (load address + 0x200), not the vmlinux's.
+ */
+static enum ktap_result vmlinux_corrupt_falls_back(void)
+{
+	struct sluice_vm vm = { .low_size = VM_RAM, .ram_size = VM_RAM };
+	struct sluice_config cfg = { 0 };
+	uint64_t off, init_end, entry = 0, end;
+	char path[512], tmp[32], err[256];
+	struct setup_header h;
+	const char *why;
+	int tried = 0, fd, ret;
+	uint32_t len;
+	DIR *d;
+
+	vm.ram = mmap(NULL, VM_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	KTAP_EXPECT(vm.ram != MAP_FAILED, "mmap");
+	unsetenv("SLUICE_GUEST_DECOMPRESS");
+	d = opendir("/boot");
+	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
+	while (next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
+		KTAP_EXPECT(!corrupt_copy(path, off + len / 2, 4096, tmp), "%s: copy", path);
+		/* The loader itself: fails, and says nothing of an entry. */
+		fd = open(tmp, O_RDONLY);
+		KTAP_SYSCALL(fd);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, &entry, &end, &why);
+		close(fd);
+		KTAP_EXPECT(ret < 0, "%s: a corrupt payload loaded", path);
+		KTAP_EXPECT(!entry, "%s: failed, yet set the entry to %#llx", path, (unsigned long long)entry);
+		/* The whole boot: the bzImage's entry. */
+		cfg.kernel = tmp;
+		memset(vm.ram, 0, VM_RAM);
+		ret = sluice_boot_load(&vm, &cfg, err, sizeof(err));
+		KTAP_EXPECT(!ret, "%s: %s", path, err);
+		memcpy(&h, vm.ram + 0x7000 + 0x1f1, sizeof(h));
+		KTAP_EXPECT(vm.entry == h.code32_start + 0x200 && h.code32_start == h.pref_address,
+			    "%s: entry %#llx, load address %#x", path, (unsigned long long)vm.entry, h.code32_start);
+		unlink(tmp);
+		ktap_diag("%s, corrupt: %s; entry %#llx", path, why, (unsigned long long)vm.entry);
+		tried++;
+	}
+	closedir(d);
+	munmap(vm.ram, VM_RAM);
+	return tried ? KTAP_PASS : KTAP_SKIP;
+}
+
 KTAP_MAIN(KTAP_CASE(bzimage_accepted), KTAP_CASE(bzimage_refused), KTAP_CASE(ram_split),
-	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole), KTAP_CASE(vmlinux_from_bzimage))
+	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole), KTAP_CASE(vmlinux_from_bzimage),
+	  KTAP_CASE(vmlinux_corrupt_falls_back))

@@ -199,6 +199,7 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	if (getenv("SLUICE_GUEST_DECOMPRESS") ||
 	    sluice_vmlinux_load(vm, kfd, setup_size + bp->hdr.payload_offset, bp->hdr.payload_length,
 				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, &entry, &vmlinux_end, &why)) {
+		entry = 0;	/* the bzImage's own 64-bit entry, load_addr + 0x200 */
 		ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
 		if (ret)
 			goto out_free;

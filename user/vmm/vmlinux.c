@@ -251,8 +251,10 @@ static int place_loads(struct sluice_vm *vm, const uint8_t *elf, uint64_t len, c
  * in *@entry (same register contract as the bzImage's 64-bit entry: %rsi =
  * boot_params, identity-mapped long mode) and the image end in *@end.  Any
  * failure (unknown compression, a corrupt payload, not an ELF, no room)
- * returns -errno with a reason in *@why: the caller falls back to the bzImage
- * path, which rewrites everything this may have written.
+ * returns -errno with a reason in *@why and leaves *@entry untouched (even
+ * when the headers parsed before the full decompress failed): the caller
+ * falls back to the bzImage path, which rewrites everything this may have
+ * written.
  */
 int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len, uint64_t min, uint64_t max,
 			uint64_t scratch_end, uint64_t *entry, uint64_t *end, const char **why)
@@ -260,7 +262,7 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 	static const uint8_t zstd_magic[] = { 0x28, 0xb5, 0x2f, 0xfd };
 	static const uint8_t xz_magic[] = { 0xfd, '7', 'z', 'X', 'Z', 0x00 };
 	static const uint8_t gzip_magic[] = { 0x1f, 0x8b };
-	uint64_t in_gpa = (scratch_end - len) & ~0xfffULL, base = 0, image_end, clear;
+	uint64_t in_gpa = (scratch_end - len) & ~0xfffULL, base = 0, image_end, clear, elf_entry = 0;
 	struct vmlinux_load l[VMLINUX_MAX_LOADS];
 	enum payload_kind kind;
 	unsigned int nr = 0;
@@ -293,7 +295,7 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 		return -ENOMEM;
 	n = decompress_head(kind, in, len, head, VMLINUX_HEAD);
 	*why = "payload does not decompress";
-	ret = n < 0 ? (int)n : parse_elf(head, (size_t)n, min, max, l, &nr, entry, why);
+	ret = n < 0 ? (int)n : parse_elf(head, (size_t)n, min, max, l, &nr, &elf_entry, why);
 	free(head);
 	if (ret)
 		goto out_clear;
@@ -327,6 +329,7 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 	clear = (image_end + 0xfff) & ~0xfffULL;
 	memset(sluice_gpa_to_hva(vm, image_end, clear - image_end), 0, clear - image_end);
 	madvise(sluice_gpa_to_hva(vm, clear, scratch_end - clear), scratch_end - clear, MADV_DONTNEED);
+	*entry = elf_entry;	/* only now: a failure must leave the caller's bzImage entry alone */
 	return 0;
 
 out_clear:
