@@ -411,6 +411,129 @@ static enum ktap_result vmlinux_corrupt_falls_back(void)
 	return tried ? KTAP_PASS : KTAP_SKIP;
 }
 
+/* Where kernels run: aligned up, never below pref_address (LOAD_PHYSICAL_ADDR). */
+static enum ktap_result kernel_run_addr(void)
+{
+	make_image();
+	hdr()->relocatable_kernel = 1;
+	hdr()->kernel_alignment = 0x200000;
+	hdr()->pref_address = 0x1000000;
+	KTAP_EXPECT(sluice_kernel_run_addr(hdr(), 0x100000) == 0x1000000, "1 MiB");
+	KTAP_EXPECT(sluice_kernel_run_addr(hdr(), 0x1000000) == 0x1000000, "16 MiB");
+	KTAP_EXPECT(sluice_kernel_run_addr(hdr(), 0x1100000) == 0x1200000, "17 MiB, aligned up");
+	hdr()->relocatable_kernel = 0;
+	KTAP_EXPECT(sluice_kernel_run_addr(hdr(), 0x100000) == 0x1000000, "not relocatable");
+	return KTAP_PASS;
+}
+
+/*
+ * sluice_boot_load() of @kernel (and @initrd, or NULL) into a guest of @mem
+ * bytes: its result, the reason in @err, the initrd's place in *@initrd_addr.
+ */
+static int boot_in(const char *kernel, const char *initrd, uint64_t mem, char *err, size_t errlen,
+		   uint64_t *initrd_addr)
+{
+	struct sluice_vm vm = { .low_size = mem, .ram_size = mem };
+	struct sluice_config cfg = { .kernel = kernel, .initrd = initrd };
+	struct boot_params *bp;
+	int ret;
+
+	vm.ram = mmap(NULL, mem, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (vm.ram == MAP_FAILED)
+		return -ENOMEM;
+	err[0] = 0;
+	ret = sluice_boot_load(&vm, &cfg, err, errlen);
+	bp = (struct boot_params *)(vm.ram + 0x7000);
+	*initrd_addr = bp->hdr.ramdisk_image | (uint64_t)bp->ext_ramdisk_image << 32;
+	munmap(vm.ram, mem);
+	return ret;
+}
+
+/* A temporary file of @len bytes (@data, or zeroes); its path in @tmp. */
+static int temp_file(const void *data, size_t len, char *tmp)
+{
+	int fd;
+
+	strcpy(tmp, "/tmp/sluice-boot-XXXXXX");
+	fd = mkstemp(tmp);
+	if (fd < 0)
+		return -1;
+	if (data ? write(fd, data, len) != (ssize_t)len : ftruncate(fd, len)) {
+		close(fd);
+		unlink(tmp);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/*
+ * A relocatable kernel that does not fit at pref_address still runs there
+ * (its startup code decompresses to at least LOAD_PHYSICAL_ADDR): loading it
+ * at 1 MiB instead is refused when [pref_address, + init_size) is not RAM,
+ * and the initrd always goes above that area, or is refused.
+ */
+static enum ktap_result kernel_footprint_small_mem(void)
+{
+	char kpath[32], ipath[32], err[256];
+	uint64_t initrd_addr;
+	int ret;
+
+	make_image();
+	hdr()->relocatable_kernel = 1;
+	hdr()->kernel_alignment = 0x200000;
+	hdr()->pref_address = 0x1000000;
+	hdr()->init_size = 0x800000;
+	image[0x200] = 0xeb;	/* the jump over the header, which sizes it: up to 0x268 */
+	image[0x201] = 0x66;
+	KTAP_EXPECT(!temp_file(image, sizeof(image), kpath), "kernel file");
+	KTAP_EXPECT(!temp_file(NULL, 4 << 20, ipath), "initrd file");
+	setenv("SLUICE_GUEST_DECOMPRESS", "1", 1);
+
+	ret = boot_in(kpath, NULL, 20 << 20, err, sizeof(err), &initrd_addr);
+	KTAP_EXPECT(ret == -ENOMEM && strstr(err, "needs guest RAM up to 0x1800000") && !strchr(err, '\n'),
+		    "20 MiB: %d '%s'", ret, err);
+	ret = boot_in(kpath, NULL, 24 << 20, err, sizeof(err), &initrd_addr);
+	KTAP_EXPECT(!ret, "24 MiB, no initrd: %s", err);
+	ret = boot_in(kpath, ipath, 28 << 20, err, sizeof(err), &initrd_addr);
+	KTAP_EXPECT(!ret && initrd_addr == 24 << 20, "28 MiB: %d '%s' initrd at %#llx", ret, err,
+		    (unsigned long long)initrd_addr);
+	ret = boot_in(kpath, ipath, (27 << 20) + 0x800, err, sizeof(err), &initrd_addr);
+	KTAP_EXPECT(ret == -ENOMEM && strstr(err, "does not fit"), "27 MiB: %d '%s' initrd at %#llx", ret, err,
+		    (unsigned long long)initrd_addr);
+
+	/* The installed kernels: refused just below their footprint, the initrd above it otherwise. */
+	{
+		uint64_t off, init_end, mem;
+		char path[512];
+		uint32_t len;
+		DIR *d = opendir("/boot");
+
+		while (d && next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
+			mem = init_end & ~0xfffffULL;
+			ret = boot_in(path, NULL, mem, err, sizeof(err), &initrd_addr);
+			KTAP_EXPECT(ret == -ENOMEM && strstr(err, "needs guest RAM"), "%s in %llu MiB: %d '%s'", path,
+				    (unsigned long long)(mem >> 20), ret, err);
+			mem += 6 << 20;
+			ret = boot_in(path, ipath, mem, err, sizeof(err), &initrd_addr);
+			KTAP_EXPECT(!ret && initrd_addr >= init_end && initrd_addr + (4 << 20) <= mem,
+				    "%s in %llu MiB: %d '%s', initrd at %#llx, kernel up to %#llx", path,
+				    (unsigned long long)(mem >> 20), ret, err, (unsigned long long)initrd_addr,
+				    (unsigned long long)init_end);
+			ret = boot_in(path, ipath, 72 << 20, err, sizeof(err), &initrd_addr);
+			KTAP_EXPECT(ret || initrd_addr >= init_end, "%s in 72 MiB: initrd at %#llx inside the kernel",
+				    path, (unsigned long long)initrd_addr);
+			ktap_diag("%s, 72 MiB + 4 MiB initrd: %s", path, ret ? err : "fits");
+		}
+		if (d)
+			closedir(d);
+	}
+	unsetenv("SLUICE_GUEST_DECOMPRESS");
+	unlink(kpath);
+	unlink(ipath);
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(bzimage_accepted), KTAP_CASE(bzimage_refused), KTAP_CASE(ram_split),
 	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole), KTAP_CASE(vmlinux_from_bzimage),
-	  KTAP_CASE(vmlinux_corrupt_falls_back))
+	  KTAP_CASE(vmlinux_corrupt_falls_back), KTAP_CASE(kernel_run_addr), KTAP_CASE(kernel_footprint_small_mem))

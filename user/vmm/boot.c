@@ -128,6 +128,24 @@ static int read_at(int fd, const char *path, void *dst, size_t len, uint64_t off
 	return 0;
 }
 
+/*
+ * Where the kernel in a bzImage loaded at @load_addr runs, that is, where its
+ * init_size bytes start: the 64-bit startup code decompresses to
+ * align_up(load address, kernel_alignment) for a relocatable kernel, but
+ * never below LOAD_PHYSICAL_ADDR (its pref_address); a kernel that is not
+ * relocatable runs at pref_address.  Any thread.
+ */
+uint64_t sluice_kernel_run_addr(const struct setup_header *hdr, uint64_t load_addr)
+{
+	uint64_t align = hdr->kernel_alignment, run = load_addr;
+
+	if (!hdr->relocatable_kernel)
+		run = hdr->pref_address;
+	else if (align && !(align & (align - 1)))
+		run = (load_addr + align - 1) & ~(align - 1);
+	return run > hdr->pref_address ? run : hdr->pref_address;
+}
+
 /* The setup code is at most 1 + 255 sectors: all the header checks need. */
 #define SETUP_MAX	(256 * 512)
 
@@ -142,7 +160,7 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	uint64_t image_len, initrd_len = 0;
 	size_t head_len, setup_size, kernel_len, cmdline_len, hdr_len;
 	int kfd = -1, ifd = -1;
-	uint64_t load_addr, kernel_end, initrd_addr = 0, initrd_max, entry, vmlinux_end;
+	uint64_t load_addr, run_addr, kernel_end, initrd_addr = 0, initrd_max, entry, vmlinux_end;
 	struct boot_params *bp;
 	const char *why;
 	const char *cmdline = cfg->append ? cfg->append : "";
@@ -181,12 +199,16 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	if (bp->hdr.relocatable_kernel && bp->hdr.pref_address >= SLUICE_KERNEL_MIN &&
 	    bp->hdr.pref_address + bp->hdr.init_size <= vm->low_size)
 		load_addr = bp->hdr.pref_address;
-	kernel_end = load_addr + (bp->hdr.init_size > kernel_len ? bp->hdr.init_size : kernel_len);
-	dst = sluice_gpa_to_hva(vm, load_addr, kernel_end - load_addr);
-	if (!dst) {
+	run_addr = sluice_kernel_run_addr(&bp->hdr, load_addr);
+	kernel_end = run_addr + bp->hdr.init_size;
+	if (kernel_end < load_addr + kernel_len)
+		kernel_end = load_addr + kernel_len;
+	dst = sluice_gpa_to_hva(vm, load_addr, kernel_len);
+	if (!dst || kernel_end > vm->low_size) {
 		ret = -ENOMEM;
-		snprintf(err, errlen, "%s needs %llu MiB at 0x%llx: not enough guest memory", cfg->kernel,
-			 (unsigned long long)((kernel_end - load_addr) >> 20), (unsigned long long)load_addr);
+		snprintf(err, errlen, "%s needs guest RAM up to 0x%llx (it runs in [0x%llx, +init_size)), "
+			 "more than the %llu MiB of low RAM", cfg->kernel, (unsigned long long)kernel_end,
+			 (unsigned long long)run_addr, (unsigned long long)(vm->low_size >> 20));
 		goto out_free;
 	}
 	/*
@@ -222,10 +244,12 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 		initrd_max = bp->hdr.initrd_addr_max ? bp->hdr.initrd_addr_max : 0x37ffffff;
 		if (initrd_max > vm->low_size - 1)
 			initrd_max = vm->low_size - 1;
-		if (initrd_len > initrd_max + 1 || initrd_max + 1 - initrd_len < kernel_end) {
+		/* Above the kernel's whole footprint, never in the area it decompresses into. */
+		if (initrd_len > initrd_max + 1 || ((initrd_max + 1 - initrd_len) & ~0xfffULL) < kernel_end) {
 			ret = -ENOMEM;
-			snprintf(err, errlen, "%s (%llu bytes) does not fit in guest memory below 0x%llx",
-				 cfg->initrd, (unsigned long long)initrd_len, (unsigned long long)initrd_max + 1);
+			snprintf(err, errlen, "%s (%llu bytes) does not fit in guest memory between the kernel's "
+				 "end 0x%llx and 0x%llx", cfg->initrd, (unsigned long long)initrd_len,
+				 (unsigned long long)kernel_end, (unsigned long long)initrd_max + 1);
 			goto out_free;
 		}
 		initrd_addr = (initrd_max + 1 - initrd_len) & ~0xfffULL;

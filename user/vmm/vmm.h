@@ -171,6 +171,8 @@ struct sluice_e820 {
 int sluice_e820_layout(uint64_t low_size, uint64_t high_size, struct sluice_e820 *map, unsigned int max);
 int sluice_bzimage_check(const uint8_t *image, size_t len, uint64_t file_size, const char **why);
 int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char *err, size_t errlen);
+struct setup_header;
+uint64_t sluice_kernel_run_addr(const struct setup_header *hdr, uint64_t load_addr);
 /* vmlinux.c */
 int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len, uint64_t min, uint64_t max,
 			uint64_t scratch_end, uint64_t *entry, uint64_t *end, const char **why);
