@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* serial.c - a 16550A UART at 0x3f8 (IRQ 4): output to stdout, input from stdin when it is a terminal or a pipe. */
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 
 #define SERIAL_BASE	0x3f8
 #define SERIAL_IRQ	4
+#define SERIAL_STOP_POLL_MS	100	/* how often a vCPU stuck on full output checks for a stop */
 
 /* Register offsets (DLAB = LCR bit 7 selects DLL/DLM at 0 and 1). */
 #define UART_RBR	0	/* read: receive buffer; write: THR */
@@ -85,14 +87,39 @@ static uint8_t rx_pop(struct sluice_serial *s)
 	return c;
 }
 
+/*
+ * vCPU threads, s->lock held.  One byte to the output; while it is full (a
+ * pipe nobody reads) wait for room, but give up once the VM is stopping:
+ * the stop kick may come before the wait starts, so the wait polls with a
+ * timeout and looks at vm->stopping, and the byte is then dropped.
+ */
+static void output_byte(struct sluice_serial *s, uint8_t c)
+{
+	struct pollfd pfd = { .fd = s->out_fd, .events = POLLOUT };
+	ssize_t n;
+
+	for (;;) {
+		if (s->vm->stopping)
+			return;
+		n = poll(&pfd, 1, SERIAL_STOP_POLL_MS);
+		if (n < 0 && errno != EINTR)
+			return;
+		if (n <= 0)
+			continue;
+		/* POLLOUT, or an error/hangup that write() reports. */
+		n = write(s->out_fd, &c, 1);
+		if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+			return;
+	}
+}
+
+/* vCPU threads, s->lock held. */
 static void transmit(struct sluice_serial *s, uint8_t c)
 {
-	if (s->mcr & MCR_LOOP) {
+	if (s->mcr & MCR_LOOP)
 		rx_push(s, c);
-	} else if (s->out_fd >= 0) {
-		while (write(s->out_fd, &c, 1) < 0 && errno == EINTR)
-			;
-	}
+	else if (s->out_fd >= 0)
+		output_byte(s, c);
 	s->thri_pending = true;		/* the THR empties at once */
 }
 
