@@ -10,6 +10,7 @@
 #include <linux/llist.h>
 #include <linux/mutex.h>
 #include <linux/poll.h>
+#include <linux/rwsem.h>
 #include <linux/sched.h>
 #include <linux/uio.h>
 #include <linux/version.h>
@@ -74,8 +75,14 @@ struct sluice_blk_queue {
 	u16 used_idx;			/* next used entry to write (worker) */
 	u16 signalled_used;		/* used idx at the last signal (EVENT_IDX) */
 	bool signalled_used_valid;
-	u64 desc_gpa, avail_gpa, used_gpa;
-	void __user *desc, *avail, *used;	/* ring addresses in the owner's mm */
+	u64 desc_gpa, avail_gpa, used_gpa;	/* the rings, guest physical (SET_VRING_ADDR) */
+	bool rings_set;			/* the GPAs above were given for this num */
+	/*
+	 * The avail and used rings in the owner's mm: translated through the
+	 * table at start and again by each SET_MEM_TABLE while running (under
+	 * disk->rings_sem), never kept across a table change.
+	 */
+	void __user *avail, *used;
 	bool enabled;
 	bool broken;			/* malformed chain seen: stopped until reset */
 	bool throttled;			/* stopped popping at num in flight (worker) */
@@ -118,6 +125,12 @@ struct sluice_blk_disk {
 	struct mm_struct *mm;		/* owner's mm (mmget at SET_OWNER, mmput at release) */
 	struct task_struct *owner;
 	struct sluice_blk_memtable __rcu *mem;
+	/*
+	 * Read by each worker over a pass that touches its rings, written by
+	 * SET_MEM_TABLE around publishing a table and moving the running
+	 * queues' ring addresses: no pass sees a new table with old addresses.
+	 */
+	struct rw_semaphore rings_sem;
 	u64 features;			/* accepted by the driver */
 	struct file *backend;
 	u64 capacity;			/* bytes */
@@ -155,6 +168,8 @@ struct sluice_blk_disk {
 extern const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops;
 extern struct workqueue_struct *sluice_blk_wq;	/* sluice_blk_main.c: FLUSH, DISCARD, WRITE_ZEROES */
 void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len);
+int sluice_blk_map_rings(const struct sluice_blk_queue *q, const struct sluice_blk_memtable *mt,
+			 void __user **avail, void __user **used);
 int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg);
 void sluice_blk_free_mem_table(struct sluice_blk_disk *disk);
 

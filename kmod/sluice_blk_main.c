@@ -26,6 +26,7 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 	if (!disk)
 		return -ENOMEM;
 	mutex_init(&disk->lock);
+	init_rwsem(&disk->rings_sem);
 	sluice_blk_extent_init(disk);
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
 		struct sluice_blk_queue *q = &disk->queues[i];
@@ -74,7 +75,8 @@ static void sluice_blk_reset(struct sluice_blk_disk *disk)
 		sluice_blk_queue_stop(q);	/* cancels its forwarded requests first */
 		sluice_blk_queue_put_files(q);
 		q->num = 0;
-		q->desc = q->avail = q->used = NULL;
+		q->rings_set = false;
+		q->avail = q->used = NULL;
 		q->last_avail = 0;
 		q->broken = false;
 		/* A reset disk starts counting afresh, as a new one would. */
@@ -197,7 +199,9 @@ static int sluice_blk_set_vring_addr(struct sluice_blk_disk *disk, void __user *
 {
 	struct sluice_blk_vring_addr a;
 	struct sluice_blk_queue *q;
-	void __user *desc, *avail, *used;
+	u64 old_desc, old_avail, old_used;
+	void __user *avail, *used;
+	bool old_set;
 	int err = 0;
 
 	if (copy_from_user(&a, argp, sizeof(a)))
@@ -207,17 +211,27 @@ static int sluice_blk_set_vring_addr(struct sluice_blk_disk *disk, void __user *
 		return err;
 	if (a.flags || !q->num || a.desc_gpa % 16 || a.avail_gpa % 2 || a.used_gpa % 4)
 		return -EINVAL;
-	desc = sluice_blk_gpa_to_user(disk, a.desc_gpa, 16ULL * q->num);
-	avail = sluice_blk_gpa_to_user(disk, a.avail_gpa, 6 + 2ULL * q->num);
-	used = sluice_blk_gpa_to_user(disk, a.used_gpa, 6 + 8ULL * q->num);
-	if (!desc || !avail || !used)
-		return -EINVAL;
+	old_desc = q->desc_gpa;
+	old_avail = q->avail_gpa;
+	old_used = q->used_gpa;
+	old_set = q->rings_set;
 	q->desc_gpa = a.desc_gpa;
 	q->avail_gpa = a.avail_gpa;
 	q->used_gpa = a.used_gpa;
-	q->desc = desc;
-	q->avail = avail;
-	q->used = used;
+	q->rings_set = true;
+	/*
+	 * Checked against today's table so a bad address fails here, but only
+	 * the GPAs are kept: queue start translates them through the table of
+	 * that moment.  A refused address leaves the previous ones in place.
+	 */
+	if (sluice_blk_map_rings(q, rcu_dereference_protected(disk->mem, lockdep_is_held(&disk->lock)),
+				 &avail, &used)) {
+		q->desc_gpa = old_desc;
+		q->avail_gpa = old_avail;
+		q->used_gpa = old_used;
+		q->rings_set = old_set;
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -386,7 +400,7 @@ static long sluice_blk_ioctl_locked(struct sluice_blk_disk *disk, unsigned int c
 		if (!s.num || s.num > SLUICE_BLK_MAX_QUEUE_SIZE || (s.num & (s.num - 1)))
 			return -EINVAL;
 		q->num = s.num;
-		q->desc = q->avail = q->used = NULL;	/* addresses were checked against the old size */
+		q->rings_set = false;	/* addresses were checked against the old size */
 		return sluice_blk_sysfs_add_queue(q);
 	case SLUICE_BLK_SET_VRING_ADDR:
 		return sluice_blk_set_vring_addr(disk, argp);

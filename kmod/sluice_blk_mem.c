@@ -7,6 +7,21 @@
 
 #include "sluice_blk.h"
 
+/* Any context, @mt stable.  The user address of [@gpa, @gpa + @len) in one region of @mt, else NULL. */
+static void __user *sluice_blk_mt_lookup(const struct sluice_blk_memtable *mt, u64 gpa, u64 len)
+{
+	u32 i;
+
+	for (i = 0; mt && i < mt->nregions; i++) {
+		const struct sluice_blk_mem_region *r = &mt->regions[i];
+
+		if (gpa >= r->guest_phys_addr && len <= r->memory_size &&
+		    gpa - r->guest_phys_addr <= r->memory_size - len)
+			return u64_to_user_ptr(r->userspace_addr + (gpa - r->guest_phys_addr));
+	}
+	return NULL;
+}
+
 /*
  * Any context.  The user address of [@gpa, @gpa + @len) if it lies inside one
  * region of the table, else NULL.  The result is only meaningful to a thread
@@ -14,23 +29,31 @@
  */
 void __user *sluice_blk_gpa_to_user(struct sluice_blk_disk *disk, u64 gpa, u64 len)
 {
-	struct sluice_blk_memtable *mt;
-	void __user *uaddr = NULL;
-	u32 i;
+	void __user *uaddr;
 
 	rcu_read_lock();
-	mt = rcu_dereference(disk->mem);
-	for (i = 0; mt && i < mt->nregions; i++) {
-		const struct sluice_blk_mem_region *r = &mt->regions[i];
-
-		if (gpa >= r->guest_phys_addr && len <= r->memory_size &&
-		    gpa - r->guest_phys_addr <= r->memory_size - len) {
-			uaddr = u64_to_user_ptr(r->userspace_addr + (gpa - r->guest_phys_addr));
-			break;
-		}
-	}
+	uaddr = sluice_blk_mt_lookup(rcu_dereference(disk->mem), gpa, len);
 	rcu_read_unlock();
 	return uaddr;
+}
+
+/*
+ * Process context, disk->lock held, @mt stable.  The user addresses of @q's
+ * avail and used rings through @mt (their event words included); -EINVAL,
+ * and nothing stored, if any of its three rings is not inside guest RAM.
+ * The descriptor table is only checked: the walker translates it per read.
+ */
+int sluice_blk_map_rings(const struct sluice_blk_queue *q, const struct sluice_blk_memtable *mt,
+			 void __user **avail, void __user **used)
+{
+	void __user *a = sluice_blk_mt_lookup(mt, q->avail_gpa, 6 + 2ULL * q->num);
+	void __user *u = sluice_blk_mt_lookup(mt, q->used_gpa, 6 + 8ULL * q->num);
+
+	if (!q->rings_set || !sluice_blk_mt_lookup(mt, q->desc_gpa, 16ULL * q->num) || !a || !u)
+		return -EINVAL;
+	*avail = a;
+	*used = u;
+	return 0;
 }
 
 /* Walker callbacks (worker thread, owner's mm in use). */
@@ -53,11 +76,19 @@ const struct sluice_vq_mem_ops sluice_blk_vq_mem_ops = {
 	.valid	= sluice_blk_mem_valid,
 };
 
-/* Process context (SET_MEM_TABLE ioctl), disk->lock held.  Validates, then replaces the table under RCU. */
+/*
+ * Process context (SET_MEM_TABLE ioctl), disk->lock held.  Validates, then
+ * replaces the table under RCU.  The ring addresses of running queues move
+ * with it, in the same write section of rings_sem, so a worker's next pass
+ * uses the new table for its rings as for its buffers; a table without a
+ * running queue's rings is refused (-EBUSY: stop the queue first).  Stopped
+ * queues translate their rings when they start.
+ */
 int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg)
 {
 	struct sluice_blk_mem_table hdr;
 	struct sluice_blk_memtable *mt, *old;
+	void __user *avail, *used;
 	u32 i, j;
 
 	if (copy_from_user(&hdr, arg, sizeof(hdr)))
@@ -90,11 +121,29 @@ int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg)
 				goto out_invalid;	/* overlapping guest ranges */
 		}
 	}
+	/* q->worker only changes under disk->lock: the set of running queues is stable. */
+	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
+		const struct sluice_blk_queue *q = &disk->queues[i];
+
+		if (q->worker && sluice_blk_map_rings(q, mt, &avail, &used))
+			goto out_busy;
+	}
+	down_write(&disk->rings_sem);
 	old = rcu_replace_pointer(disk->mem, mt, lockdep_is_held(&disk->lock));
+	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
+		struct sluice_blk_queue *q = &disk->queues[i];
+
+		if (q->worker)
+			WARN_ON(sluice_blk_map_rings(q, mt, &q->avail, &q->used));	/* checked above */
+	}
+	up_write(&disk->rings_sem);
 	if (old)
 		kfree_rcu(old, rcu);
 	return 0;
 
+out_busy:
+	kfree(mt);
+	return -EBUSY;
 out_invalid:
 	kfree(mt);
 	return -EINVAL;

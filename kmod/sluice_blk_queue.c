@@ -348,7 +348,9 @@ static int sluice_blk_worker(void *data)
 				q->polling = false;
 				if (q->poll_cur < READ_ONCE(poll_ns))
 					q->poll_cur = READ_ONCE(poll_ns);	/* raised since */
+				down_read(&q->disk->rings_sem);
 				may_poll = sluice_blk_poll(q);	/* idle window: the next pass asks for kicks */
+				up_read(&q->disk->rings_sem);
 				idle_poll = !may_poll;
 				set_bit(0, &q->work);
 				continue;
@@ -364,6 +366,8 @@ static int sluice_blk_worker(void *data)
 		__set_current_state(TASK_RUNNING);
 		if (q->sleep_start)
 			sluice_blk_poll_adapt(q);
+		/* SET_MEM_TABLE moves q->avail and q->used only between passes. */
+		down_read(&q->disk->rings_sem);
 		if (test_and_clear_bit(1, &q->work))
 			sluice_blk_fwd_reap(q->disk);	/* userspace finished forwarded requests */
 		sluice_blk_reap(q);
@@ -372,6 +376,7 @@ static int sluice_blk_worker(void *data)
 			may_poll = true;
 		}
 		sluice_blk_reap(q);
+		up_read(&q->disk->rings_sem);
 		cond_resched();
 	}
 	kthread_unuse_mm(q->disk->mm);
@@ -411,7 +416,15 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 
 	if (q->worker)
 		return 0;
-	if (!q->num || !q->desc || !q->kick_file || !disk->backend || !disk->mm)
+	if (!q->num || !q->kick_file || !disk->backend || !disk->mm)
+		return -EINVAL;
+	/*
+	 * The table may have changed since SET_VRING_ADDR (or since the last
+	 * stop): translate the rings through the one in force now.  No worker
+	 * runs, so no rings_sem.
+	 */
+	if (sluice_blk_map_rings(q, rcu_dereference_protected(disk->mem, lockdep_is_held(&disk->lock)),
+				 &q->avail, &q->used))
 		return -EINVAL;
 	/* Called by the owner (ioctl): its mm is current.  Resume where the used ring stands. */
 	if (get_user(v, &((struct sluice_blk_used __user *)q->used)->idx))

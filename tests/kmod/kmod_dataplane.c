@@ -60,6 +60,7 @@ struct drv {
 	uint64_t features;
 	char name[32];
 	int img;
+	int memfd;			/* RAM A's memfd when setup_memfd, else -1 */
 };
 
 static const char *scratch_dir(void)
@@ -91,6 +92,8 @@ static int open_image(const char *name, unsigned int size)
 /* Set by a case before drv_setup(): the capacity passed to SET_BACKEND, and a step before the queue starts. */
 static uint64_t setup_capacity;
 static int (*setup_hook)(struct drv *d);
+/* Set by a case before drv_setup(): RAM A is a memfd (MAP_SHARED), so it can be mapped a second time. */
+static bool setup_memfd;
 
 /* Open and fully set up a disk with one queue; returns 0 or -errno (diagnosed). */
 /* Everything after SET_OWNER: memory, features, backend, queue 0 (also after a RESET). */
@@ -143,7 +146,13 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->features = features;
 	d->fd = open(DEV, O_RDWR | O_CLOEXEC);
-	d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	d->memfd = setup_memfd ? memfd_create("ram_a", MFD_CLOEXEC) : -1;
+	if (d->memfd >= 0 && ftruncate(d->memfd, RAM_SIZE) == 0)
+		d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, d->memfd, 0);
+	else if (setup_memfd)
+		d->ram_a = MAP_FAILED;
+	else
+		d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	d->ram_b = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	d->kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	d->call = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -172,6 +181,8 @@ static void drv_close(struct drv *d)
 	close(d->call);
 	close(d->err);
 	close(d->img);
+	if (d->memfd >= 0)
+		close(d->memfd);
 	munmap(d->ram_a, RAM_SIZE);
 	munmap(d->ram_b, RAM_SIZE);
 	d->fd = -1;
@@ -689,6 +700,80 @@ static enum ktap_result stop_and_restart(void)
 	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_VRING_ENABLE, &en));
 	KTAP_EXPECT(drv_wait(&d, 1) == 1, "the pending request was not served after restart");
 	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read after restart");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+/* Point the driver's view of RAM A at @ram (the rings live there). */
+static void drv_move_ram_a(struct drv *d, uint8_t *ram)
+{
+	d->ram_a = ram;
+	d->desc = gpa(d, DESC_GPA);
+	d->avail = gpa(d, AVAIL_GPA);
+	d->used = gpa(d, USED_GPA);
+}
+
+/*
+ * SET_MEM_TABLE while the queue runs: a table mapping the same GPAs at a
+ * second mapping of the same memfd is taken, and the worker's rings move
+ * with it (the old mapping is then replaced by unrelated zero pages, where
+ * a stale worker would read an avail idx of 0 and write its used entries);
+ * a table without the rings' region is refused while running, accepted
+ * while stopped, and then the queue does not start until the rings are
+ * back in guest RAM.
+ */
+static enum ktap_result mem_table_moves_rings(void)
+{
+	struct sluice_blk_vring_state off = { 0, 0 }, on = { 0, 1 };
+	struct sluice_blk_queue_stats st;
+	struct mem_table2 mt = { .t.nregions = 2 };
+	uint8_t *old_a, *new_a;
+	struct drv d;
+	int i, ret;
+
+	setup_memfd = true;
+	ret = drv_setup(&d, "memmove0", default_features(), 0);
+	setup_memfd = false;
+	KTAP_EXPECT(ret == 0, "setup");
+	for (i = 0; i < 3; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read");
+	old_a = d.ram_a;
+	new_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, d.memfd, 0);
+	KTAP_EXPECT(new_a != MAP_FAILED, "second mapping: %s", strerror(errno));
+	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)new_a, 0 };
+	mt.r[1] = (struct sluice_blk_mem_region){ RAM_B_GPA, RAM_SIZE, (uintptr_t)d.ram_b, 0 };
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_MEM_TABLE, &mt));
+	drv_move_ram_a(&d, new_a);
+	/* No request was in flight: nothing may use the old addresses any more. */
+	KTAP_EXPECT(mmap(old_a, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+			 -1, 0) == old_a, "replace the old mapping: %s", strerror(errno));
+	for (i = 0; i < 5; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, i % 2) == VIRTIO_BLK_S_OK,
+			    "read %d after the move", i);
+	KTAP_EXPECT(le16toh(d.used->idx) == 8, "used idx %u in the new mapping, expected 8",
+		    le16toh(d.used->idx));
+	KTAP_EXPECT(!old_a[USED_GPA] && !old_a[USED_GPA + 2], "the worker wrote to the old mapping");
+	KTAP_SYSCALL(get_stats(&d, &st));
+	KTAP_EXPECT(st.completed == 8 && !st.broken && !st.errors, "completed %llu broken %u errors %llu",
+		    (unsigned long long)st.completed, st.broken, (unsigned long long)st.errors);
+
+	/* RAM B only: the rings would leave guest RAM. */
+	mt.t.nregions = 1;
+	mt.r[0] = mt.r[1];
+	KTAP_EXPECT(ioctl(d.fd, SLUICE_BLK_SET_MEM_TABLE, &mt) < 0 && errno == EBUSY,
+		    "a table without the rings, queue running: %s", strerror(errno));
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK,
+		    "read after the refused table");
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_VRING_ENABLE, &off));
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_MEM_TABLE, &mt));
+	KTAP_EXPECT(ioctl(d.fd, SLUICE_BLK_SET_VRING_ENABLE, &on) < 0 && errno == EINVAL,
+		    "a queue started with its rings outside guest RAM: %s", strerror(errno));
+	mt.t.nregions = 2;
+	mt.r[0] = (struct sluice_blk_mem_region){ RAM_A_GPA, RAM_SIZE, (uintptr_t)new_a, 0 };
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_MEM_TABLE, &mt));
+	KTAP_SYSCALL(ioctl(d.fd, SLUICE_BLK_SET_VRING_ENABLE, &on));
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read after restart");
+	munmap(old_a, RAM_SIZE);
 	drv_close(&d);
 	return KTAP_PASS;
 }
@@ -1325,7 +1410,8 @@ static int bench(int secs, unsigned int qd, bool write)
 static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(setup_rejects_bad_arguments), KTAP_CASE(not_owner_is_refused),
 	KTAP_CASE(rw_against_shadow), KTAP_CASE(flush_getid_discard_zeroes), KTAP_CASE(readonly_disk),
-	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart), KTAP_CASE(reset_drain_and_reuse),
+	KTAP_CASE(without_event_idx), KTAP_CASE(attack_cases), KTAP_CASE(stop_and_restart), KTAP_CASE(mem_table_moves_rings),
+	KTAP_CASE(reset_drain_and_reuse),
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(append_set_later), KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
