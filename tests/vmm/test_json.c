@@ -123,5 +123,54 @@ static enum ktap_result control_dispatch(void)
 	return KTAP_PASS;
 }
 
-KTAP_MAIN(KTAP_CASE(parse_values), KTAP_CASE(parse_rejects), KTAP_CASE(writer_roundtrip),
+/* Raw UTF-8 in strings: well-formed passes, anything else is a syntax error that says so. */
+static enum ktap_result parse_utf8(void)
+{
+	static const char *const bad[] = {
+		"\"\xff\"", "\"\x80\"", "\"a\xc3\"", "\"\xc0\xaf\"", "\"\xe0\x80\xaf\"", "\"\xed\xa0\x80\"",
+		"\"\xf4\x90\x80\x80\"", "\"\xf8\x88\x80\x80\x80\"", "\"\xe2\x82\"", "{\"\xfe\":1}",
+		"\"\xc3\xa9\xe2\x28\xa1\"",
+	};
+	const char *good = "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xef\xbf\xbf\xf4\x8f\xbf\xbf\"";
+	struct sluice_json *v;
+	char *err = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		v = sluice_json_parse(bad[i], strlen(bad[i]), &err);
+		KTAP_EXPECT(!v && err && strstr(err, "invalid UTF-8"), "bad[%zu] accepted (%s)", i, err);
+		g_free(err);
+		err = NULL;
+	}
+	v = sluice_json_parse(good, strlen(good), &err);
+	KTAP_EXPECT(v && v->len == strlen(good) - 2 && !memcmp(v->string, good + 1, v->len), "good: %s", err);
+	sluice_json_free(v);
+	return KTAP_PASS;
+}
+
+/* The writer's output is valid UTF-8 whatever it is given: bad bytes are U+FFFD, one each. */
+static enum ktap_result writer_utf8(void)
+{
+	GString *out = g_string_new(NULL);
+	struct sluice_json *v;
+	char *err = NULL, *r;
+
+	sluice_json_quote(out, "a\xff" "b\xc3\xa9\xe2\x82" "c\xed\xa0\x80\xf0\x9f\x98\x80");
+	KTAP_EXPECT(!strcmp(out->str, "\"a\\ufffdb\xc3\xa9\\ufffd\\ufffdc\\ufffd\\ufffd\\ufffd\xf0\x9f\x98\x80\""),
+		    "wrote %s", out->str);
+	KTAP_EXPECT(g_utf8_validate(out->str, out->len, NULL), "not UTF-8");
+	v = sluice_json_parse(out->str, out->len, &err);
+	KTAP_EXPECT(v && !strcmp(v->string, "a\xef\xbf\xbd" "b\xc3\xa9\xef\xbf\xbd\xef\xbf\xbd" "c"
+				       "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xf0\x9f\x98\x80"), "reparse: %s", err);
+	sluice_json_free(v);
+	g_string_free(out, TRUE);
+	/* A request with bad bytes: an error reply that is itself valid. */
+	r = sluice_control_handle(NULL, "{\"execute\":\"\xff\"}", 15);
+	KTAP_EXPECT(strstr(r, "invalid UTF-8") && g_utf8_validate(r, -1, NULL), "%s", r);
+	g_free(r);
+	return KTAP_PASS;
+}
+
+KTAP_MAIN(KTAP_CASE(parse_values), KTAP_CASE(parse_rejects), KTAP_CASE(writer_roundtrip), KTAP_CASE(parse_utf8),
+	  KTAP_CASE(writer_utf8),
 	  KTAP_CASE(control_dispatch))

@@ -51,6 +51,45 @@ static int hex4(struct parser *ps, unsigned int *out)
 	return 0;
 }
 
+/*
+ * Any thread.  The length of the well-formed UTF-8 sequence (RFC 3629: no
+ * overlong forms, no surrogates, nothing above U+10FFFF) at @p, of which
+ * @avail bytes may be read; 0 when it is not one.
+ */
+static size_t utf8_seq_len(const unsigned char *p, size_t avail)
+{
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (p[0] < 0x80)
+		return 1;
+	if (p[0] >= 0xc2 && p[0] <= 0xdf)
+		n = 2;
+	else if (p[0] >= 0xe0 && p[0] <= 0xef)
+		n = 3;
+	else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (avail < n)
+		return 0;
+	/* The second byte's range excludes overlongs (e0, f0), surrogates (ed) and > U+10FFFF (f4). */
+	if (p[0] == 0xe0)
+		lo = 0xa0;
+	else if (p[0] == 0xed)
+		hi = 0x9f;
+	else if (p[0] == 0xf0)
+		lo = 0x90;
+	else if (p[0] == 0xf4)
+		hi = 0x8f;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	return n;
+}
+
 /* After the opening quote; returns a new string or NULL. */
 static char *parse_string(struct parser *ps, size_t *lenp)
 {
@@ -67,6 +106,18 @@ static char *parse_string(struct parser *ps, size_t *lenp)
 		if (c < 0x20) {
 			fail(ps, "control character in string");
 			goto err_free;
+		}
+		if (c >= 0x80) {
+			size_t n = utf8_seq_len((const unsigned char *)ps->p - 1, ps->end - ps->p + 1);
+
+			if (!n) {
+				ps->p--;
+				fail(ps, "invalid UTF-8 in string");
+				goto err_free;
+			}
+			g_string_append_len(s, ps->p - 1, n);
+			ps->p += n - 1;
+			continue;
 		}
 		if (c != '\\') {
 			g_string_append_c(s, c);
@@ -359,12 +410,27 @@ const struct sluice_json *sluice_json_get(const struct sluice_json *obj, const c
 
 /* ---- writer ---- */
 
+/*
+ * Any thread.  @s as a JSON string literal; bytes that are not well-formed
+ * UTF-8 (a path or id from the command line) become U+FFFD, one per byte,
+ * so that the output is always valid JSON and UTF-8.
+ */
 void sluice_json_quote(GString *out, const char *s)
 {
 	const unsigned char *p;
+	size_t n;
 
 	g_string_append_c(out, '"');
 	for (p = (const unsigned char *)s; *p; p++) {
+		if (*p >= 0x80) {
+			n = utf8_seq_len(p, strnlen((const char *)p, 4));
+			if (n)
+				g_string_append_len(out, (const char *)p, n);
+			else
+				g_string_append(out, "\\ufffd");
+			p += n ? n - 1 : 0;
+			continue;
+		}
 		switch (*p) {
 		case '"': g_string_append(out, "\\\""); break;
 		case '\\': g_string_append(out, "\\\\"); break;

@@ -36,8 +36,9 @@ struct sluice_json {
 
 /*
  * Any thread: parse exactly one value (surrounding whitespace allowed) from
- * @text[0, @len).  NULL with *@errp (g_free it) on a syntax error, nesting
- * deeper than SLUICE_JSON_MAX_DEPTH, or trailing junk.
+ * @text[0, @len).  NULL with *@errp (g_free it) on a syntax error (a string
+ * that is not well-formed UTF-8 is one), nesting deeper than
+ * SLUICE_JSON_MAX_DEPTH, or trailing junk.
  */
 struct sluice_json *sluice_json_parse(const char *text, size_t len, char **errp);
 void sluice_json_free(struct sluice_json *v);
@@ -62,7 +63,10 @@ void sluice_jw_int(struct sluice_json_writer *w, const char *key, int64_t v);
 void sluice_jw_uint(struct sluice_json_writer *w, const char *key, uint64_t v);
 void sluice_jw_bool(struct sluice_json_writer *w, const char *key, bool v);
 void sluice_jw_null(struct sluice_json_writer *w, const char *key);
-/* Append @s as a JSON string literal (quotes and escapes) to @out. */
+/*
+ * Append @s as a JSON string literal (quotes and escapes) to @out; bytes of
+ * @s that are not well-formed UTF-8 are written as \ufffd, one per byte.
+ */
 void sluice_json_quote(GString *out, const char *s);
 
 #endif /* SLUICE_JSON_H */
