@@ -110,8 +110,7 @@ struct sluice_blk_queue {
 	struct iovec tr[SLUICE_BLK_MAX_SEGS];		/* worker scratch: its buffers translated */
 	struct sluice_vq_seg dsegs[SLUICE_BLK_MAX_SEGS];	/* worker scratch: the data buffers */
 
-	struct kobject kobj;		/* /sys/class/sluice_blk/<disk>/queues/<index> */
-	bool kobj_added;
+	struct kobject *kobj;		/* queues/<index> (sluice_blk_sysfs.c), NULL when not shown */
 
 	/* counters, read lock-free by sysfs and GET_STATS */
 	atomic64_t completed, errors, unsupported, kicks, signals, bytes_read, bytes_written;

@@ -78,8 +78,20 @@ static struct attribute *sluice_blk_disk_attrs[] = {
 };
 ATTRIBUTE_GROUPS(sluice_blk_disk);
 
+/*
+ * /sys/class/sluice_blk/<disk>/queues/<index>: a kobject of its own, not one
+ * embedded in the queue, since a kobject lives until its last reference is
+ * dropped (later than kobject_put with CONFIG_DEBUG_KOBJECT_RELEASE) and must
+ * never be reused.  Its attributes only reach @q while it is in sysfs:
+ * kobject_del waits for the readers, before the disk may go.
+ */
+struct sluice_blk_queue_kobj {
+	struct kobject kobj;
+	struct sluice_blk_queue *q;
+};
+
 /* Queue attributes (process context, sysfs). */
-#define to_queue(k) container_of(k, struct sluice_blk_queue, kobj)
+#define to_queue(k) (container_of(k, struct sluice_blk_queue_kobj, kobj)->q)
 
 static ssize_t cpu_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
@@ -172,9 +184,10 @@ static struct attribute *sluice_blk_queue_attrs[] = {
 };
 ATTRIBUTE_GROUPS(sluice_blk_queue);
 
-/* The queue lives inside its disk: the disk outlives the kobject (removed before the disk is freed). */
+/* Process context (the last kobject_put, or later: DEBUG_KOBJECT_RELEASE).  Frees the wrapper, never the queue. */
 static void sluice_blk_queue_kobj_release(struct kobject *kobj)
 {
+	kfree(container_of(kobj, struct sluice_blk_queue_kobj, kobj));
 }
 
 static struct kobj_type sluice_blk_queue_ktype = {
@@ -186,23 +199,23 @@ static struct kobj_type sluice_blk_queue_ktype = {
 /* Process context, disk->lock held.  Show queue @q under the disk (once it has a size). */
 int sluice_blk_sysfs_add_queue(struct sluice_blk_queue *q)
 {
+	struct sluice_blk_queue_kobj *qk;
 	int ret;
 
-	if (q->kobj_added || !q->disk->queues_kobj)
+	if (q->kobj || !q->disk->queues_kobj)
 		return 0;
-	/*
-	 * A queue shown before a RESET had its kobject released (the release
-	 * is synchronous and frees nothing): start from a clean one, or
-	 * kobject_init() complains about an initialized object.
-	 */
-	memset(&q->kobj, 0, sizeof(q->kobj));
-	ret = kobject_init_and_add(&q->kobj, &sluice_blk_queue_ktype, q->disk->queues_kobj, "%u",
+	/* A fresh one each time: the one shown before a RESET may still be on its way out. */
+	qk = kzalloc(sizeof(*qk), GFP_KERNEL);
+	if (!qk)
+		return -ENOMEM;
+	qk->q = q;
+	ret = kobject_init_and_add(&qk->kobj, &sluice_blk_queue_ktype, q->disk->queues_kobj, "%u",
 				   q->index);
 	if (ret) {
-		kobject_put(&q->kobj);
+		kobject_put(&qk->kobj);	/* frees @qk (release) */
 		return ret;
 	}
-	q->kobj_added = true;
+	q->kobj = &qk->kobj;
 	return 0;
 }
 
@@ -246,11 +259,13 @@ void sluice_blk_sysfs_del_disk(struct sluice_blk_disk *disk)
 	int i;
 
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
-		if (!disk->queues[i].kobj_added)
+		struct sluice_blk_queue *q = &disk->queues[i];
+
+		if (!q->kobj)
 			continue;
-		kobject_del(&disk->queues[i].kobj);
-		kobject_put(&disk->queues[i].kobj);
-		disk->queues[i].kobj_added = false;
+		kobject_del(q->kobj);	/* no attribute reaches @q after this */
+		kobject_put(q->kobj);
+		q->kobj = NULL;
 	}
 	kobject_put(disk->queues_kobj);
 	disk->queues_kobj = NULL;
