@@ -3,10 +3,14 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "control.h"
 #include "json.h"
+#include "iothread.h"
 #include "ktap.h"
+#include "pci.h"
+#include "virtio-blk.h"
 #include "vmm.h"
 
 static enum ktap_result parse_values(void)
@@ -171,6 +175,65 @@ static enum ktap_result writer_utf8(void)
 	return KTAP_PASS;
 }
 
+/* A request line for set-queue-iothread of queue @queue (JSON number text) of drive d0 to io0. */
+static char *set_queue(struct sluice_vm *vm, const char *queue)
+{
+	char *line = g_strdup_printf("{\"execute\":\"set-queue-iothread\",\"arguments\":{\"drive\":\"d0\","
+				     "\"queue\":%s,\"iothread\":\"io0\"}}", queue);
+	char *r = sluice_control_handle(vm, line, strlen(line));
+
+	g_free(line);
+	return r;
+}
+
+/*
+ * set-queue-iothread's queue is range-checked as the int64 it was sent as:
+ * negative, the queue count and 2^32 (which an unsigned int makes 0) are
+ * refused and move nothing; queue 1 of 2 moves.
+ */
+static enum ktap_result set_queue_range(void)
+{
+	static const char *const bad[] = { "-1", "2", "4294967296", "4294967297", "9223372036854775807" };
+	static struct sluice_vm vm = { .nr_cpus = 2, .vm_fd = -1, .exit_fd = -1 };
+	char img[] = "/tmp/sluice-json-XXXXXX", *spec, *err = NULL, *r;
+	struct sluice_iothread *io0, *io1;
+	struct sluice_drive_opts *opts;
+	struct sluice_vblk *v;
+	size_t i;
+	int fd;
+
+	fd = mkstemp(img);
+	KTAP_SYSCALL(fd);
+	KTAP_SYSCALL(ftruncate(fd, 1 << 20));
+	close(fd);
+	io1 = sluice_iothread_new("io1");
+	io0 = sluice_iothread_new("io0");
+	KTAP_EXPECT(io0 && io1, "iothreads");
+	sluice_irq_init(&vm);
+	KTAP_EXPECT(!sluice_pci_init(&vm), "pci");
+	spec = g_strdup_printf("file=%s,format=raw,id=d0,queues=2,iothread=io1", img);
+	KTAP_EXPECT(!sluice_drive_opts_parse(spec, &opts, &err), "%s: %s", spec, err);
+	KTAP_EXPECT(!sluice_vblk_create(&vm, opts, &v, &err), "create: %s", err);
+	unlink(img);
+	g_free(spec);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		r = set_queue(&vm, bad[i]);
+		KTAP_EXPECT(strstr(r, "\"error\"") && strstr(r, "out of range") && strstr(r, "has 2 queues"),
+			    "queue %s: %s", bad[i], r);
+		g_free(r);
+	}
+	KTAP_EXPECT(v->queues[0].iothread == io1 && v->queues[1].iothread == io1, "a refused request moved a queue");
+	r = set_queue(&vm, "1");
+	KTAP_EXPECT(!strcmp(r, "{\"return\":{}}"), "queue 1: %s", r);
+	g_free(r);
+	KTAP_EXPECT(v->queues[0].iothread == io1 && v->queues[1].iothread == io0, "queue 1 did not move");
+	sluice_vblk_destroy(v);
+	sluice_drive_opts_free(opts);
+	sluice_pci_exit(&vm);
+	sluice_iothread_free(io0);
+	sluice_iothread_free(io1);
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(parse_values), KTAP_CASE(parse_rejects), KTAP_CASE(writer_roundtrip), KTAP_CASE(parse_utf8),
-	  KTAP_CASE(writer_utf8),
-	  KTAP_CASE(control_dispatch))
+	  KTAP_CASE(writer_utf8), KTAP_CASE(control_dispatch), KTAP_CASE(set_queue_range))

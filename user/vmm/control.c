@@ -136,7 +136,7 @@ static void cmd_query_block(struct sluice_vm *vm, const struct sluice_json *args
 	sluice_jw_array_end(w);
 }
 
-/* Returns an error description (g_free) or NULL. */
+/* Main thread.  Returns an error description (g_free) or NULL. */
 static char *cmd_set_queue_iothread(struct sluice_vm *vm, const struct sluice_json *args,
 				    struct sluice_json_writer *w)
 {
@@ -148,11 +148,15 @@ static char *cmd_set_queue_iothread(struct sluice_vm *vm, const struct sluice_js
 	char *err = NULL;
 
 	if (!drive || drive->type != SLUICE_JSON_STRING || !queue || queue->type != SLUICE_JSON_NUMBER ||
-	    !queue->is_int || queue->integer < 0 || !iothread || iothread->type != SLUICE_JSON_STRING)
+	    !queue->is_int || !iothread || iothread->type != SLUICE_JSON_STRING)
 		return g_strdup("arguments: {\"drive\": ID, \"queue\": N, \"iothread\": NAME}");
 	v = sluice_vblk_find(drive->string);
 	if (!v)
 		return g_strdup_printf("no drive %s", drive->string);
+	/* Checked here, as an int64: 4294967296 must not become queue 0. */
+	if (queue->integer < 0 || queue->integer >= v->nr_queues)
+		return g_strdup_printf("queue %" G_GINT64_FORMAT " out of range: drive %s has %u queues",
+				       (gint64)queue->integer, v->id, v->nr_queues);
 	t = sluice_iothread_find(iothread->string);
 	if (!t)
 		return g_strdup_printf("no iothread %s", iothread->string);
