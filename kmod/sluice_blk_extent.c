@@ -120,7 +120,8 @@ int sluice_blk_map_extents(struct sluice_blk_disk *disk, void __user *arg)
 			if (fatal_signal_pending(current))
 				return -EINTR;
 			cond_resched();
-			old = xa_store(&disk->ext_map, c + n, v, GFP_KERNEL);
+			/* The VMM decides how many clusters are mapped: its memcg pays for the nodes. */
+			old = xa_store(&disk->ext_map, c + n, v, GFP_KERNEL_ACCOUNT);
 			ret = xa_err(old);
 			if (ret)
 				return ret;
@@ -353,7 +354,7 @@ void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct slu
 	if (!disk->req_ring || n > SLUICE_BLK_UPCALL_MAX_SEGS)
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
 	req->fwd_reason = reason;
-	rec = kzalloc(sizeof(*rec), GFP_KERNEL);
+	rec = kzalloc(sizeof(*rec), GFP_KERNEL_ACCOUNT);
 	if (!rec)
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
 	rec->queue = q->index;
@@ -375,7 +376,7 @@ void sluice_blk_forward(struct sluice_blk_req *req, u16 reason, const struct slu
 	 * cancelled with the others or refused here, never half-forwarded.
 	 */
 	mutex_lock(&disk->fwd_lock);
-	if (q->fwd_closed || xa_alloc(&disk->fwd, &id, req, xa_limit_32b, GFP_KERNEL)) {
+	if (q->fwd_closed || xa_alloc(&disk->fwd, &id, req, xa_limit_32b, GFP_KERNEL_ACCOUNT)) {
 		mutex_unlock(&disk->fwd_lock);
 		return sluice_blk_fwd_fail(req, VIRTIO_BLK_S_IOERR);
 	}

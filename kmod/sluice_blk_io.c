@@ -190,7 +190,7 @@ static void sluice_blk_discard_zeroes(struct sluice_blk_req *req)
 	n = req->data_len / sizeof(seg);
 	if (n > SLUICE_BLK_MAX_DWZ_SEG)		/* more than the VMM lets a driver send */
 		return sluice_blk_finish(req, VIRTIO_BLK_S_UNSUPP, 1);
-	r = kmalloc_array(n, sizeof(*r), GFP_KERNEL);
+	r = kmalloc_array(n, sizeof(*r), GFP_KERNEL_ACCOUNT);
 	if (!r)
 		return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
 	iov_iter_init(&it, ITER_SOURCE, req->iov, req->nr_iov, req->data_len);

@@ -21,8 +21,11 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 	struct sluice_blk_disk *disk;
 	int i;
 
-	/* About 107 KB (the queues' scratch arrays): kvzalloc, not an order-5 kzalloc. */
-	disk = kvzalloc(sizeof(*disk), GFP_KERNEL);
+	/*
+	 * About 107 KB (the queues' scratch arrays): kvzalloc, not an order-5
+	 * kzalloc.  Charged to the opener, who decides how many disks exist.
+	 */
+	disk = kvzalloc(sizeof(*disk), GFP_KERNEL_ACCOUNT);
 	if (!disk)
 		return -ENOMEM;
 	mutex_init(&disk->lock);
@@ -36,7 +39,7 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 		init_llist_head(&q->done);
 		init_waitqueue_head(&q->idle_wq);
 		mutex_init(&q->cpu_lock);
-		if (!zalloc_cpumask_var(&q->cpus, GFP_KERNEL))
+		if (!zalloc_cpumask_var(&q->cpus, GFP_KERNEL_ACCOUNT))
 			goto out_free_cpumasks;
 		cpumask_copy(q->cpus, cpu_possible_mask);
 	}

@@ -95,7 +95,8 @@ int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg)
 		return -EFAULT;
 	if (!hdr.nregions || hdr.nregions > SLUICE_BLK_MAX_REGIONS || hdr.reserved)
 		return -EINVAL;
-	mt = kzalloc(struct_size(mt, regions, hdr.nregions), GFP_KERNEL);
+	/* Its size is the VMM's choice: charged to the VMM. */
+	mt = kzalloc(struct_size(mt, regions, hdr.nregions), GFP_KERNEL_ACCOUNT);
 	if (!mt)
 		return -ENOMEM;
 	mt->nregions = hdr.nregions;

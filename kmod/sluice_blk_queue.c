@@ -4,6 +4,7 @@
 
 #include <linux/blkdev.h>
 #include <linux/kthread.h>
+#include <linux/memcontrol.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -190,7 +191,7 @@ static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
 		sluice_blk_queue_break(q, sluice_vq_strerror(err));
 		return false;
 	}
-	req = kzalloc(sizeof(*req), GFP_KERNEL);
+	req = kzalloc(sizeof(*req), GFP_KERNEL_ACCOUNT);
 	if (!req) {
 		sluice_blk_queue_break(q, "out of memory");
 		return false;
@@ -330,9 +331,17 @@ static void sluice_blk_poll_adapt(struct sluice_blk_queue *q)
 static int sluice_blk_worker(void *data)
 {
 	struct sluice_blk_queue *q = data;
+	struct mem_cgroup *memcg, *old_memcg;
 	bool may_poll = true, idle_poll = false;
 
 	kthread_use_mm(q->disk->mm);
+	/*
+	 * What the worker allocates on the guest's behalf (requests, discard
+	 * ranges, upcall records: GFP_KERNEL_ACCOUNT) is charged to the
+	 * owner's memcg, as the VMM's own allocations would be, not to root.
+	 */
+	memcg = get_mem_cgroup_from_mm(q->disk->mm);
+	old_memcg = set_active_memcg(memcg);
 	q->poll_cur = READ_ONCE(poll_ns);
 	q->sleep_start = 0;
 	for (;;) {
@@ -379,6 +388,8 @@ static int sluice_blk_worker(void *data)
 		up_read(&q->disk->rings_sem);
 		cond_resched();
 	}
+	set_active_memcg(old_memcg);
+	mem_cgroup_put(memcg);
 	kthread_unuse_mm(q->disk->mm);
 	return 0;
 }

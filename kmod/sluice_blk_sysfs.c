@@ -205,7 +205,7 @@ int sluice_blk_sysfs_add_queue(struct sluice_blk_queue *q)
 	if (q->kobj || !q->disk->queues_kobj)
 		return 0;
 	/* A fresh one each time: the one shown before a RESET may still be on its way out. */
-	qk = kzalloc(sizeof(*qk), GFP_KERNEL);
+	qk = kzalloc(sizeof(*qk), GFP_KERNEL_ACCOUNT);
 	if (!qk)
 		return -ENOMEM;
 	qk->q = q;
