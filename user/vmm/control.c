@@ -23,15 +23,22 @@
 #include "vmm.h"
 
 #define CONTROL_MAX_LINE	65536
+#define CONTROL_OUT_HIGH	65536		/* no more answers while this much output is pending */
+#define CONTROL_MAX_PENDING	(1 << 20)	/* unread replies beyond this close the client */
 
+/* One connection; main thread only.  Exactly one of @in_watch, @out_watch is set, or neither after EOF. */
 struct control_client {
 	struct sluice_control *c;
 	int fd;
-	guint watch;
-	GString *in;
+	guint in_watch;		/* reading, while no output is pending */
+	guint out_watch;	/* writing, while output is pending */
+	GString *in;		/* received, not yet answered */
+	GString *out;		/* answered, not yet sent */
+	bool eof;
 	struct control_client *next;
 };
 
+/* Main thread only. */
 struct sluice_control {
 	struct sluice_vm *vm;
 	char *path;
@@ -222,6 +229,7 @@ out_free:
 	return g_string_free(out, FALSE);
 }
 
+/* Main thread: close @cl. */
 static void client_free(struct control_client *cl)
 {
 	struct control_client **p;
@@ -232,66 +240,138 @@ static void client_free(struct control_client *cl)
 			break;
 		}
 	}
-	if (cl->watch)
-		g_source_remove(cl->watch);
+	if (cl->in_watch)
+		g_source_remove(cl->in_watch);
+	if (cl->out_watch)
+		g_source_remove(cl->out_watch);
 	close(cl->fd);
 	g_string_free(cl->in, TRUE);
+	g_string_free(cl->out, TRUE);
 	g_free(cl);
 }
 
-static bool write_all(int fd, const char *buf, size_t len)
+/* Main thread: send what the socket takes of @cl's pending output; 0 (maybe some left), or -errno. */
+static int client_flush(struct control_client *cl)
 {
-	while (len) {
-		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+	size_t done = 0;
+	ssize_t n;
+	int ret = 0;
 
+	while (done < cl->out->len) {
+		n = send(cl->fd, cl->out->str + done, cl->out->len - done, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= n;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		if (n <= 0) {
+			ret = n < 0 ? -errno : -EPIPE;
+			break;
+		}
+		done += n;
 	}
-	return true;
+	g_string_erase(cl->out, 0, done);
+	return ret;
 }
 
-/* Main thread (GLib watch): read, answer every complete line. */
+/* Main thread: answer @cl's complete lines into its output, while less than CONTROL_OUT_HIGH is pending. */
+static void client_answer(struct control_client *cl)
+{
+	char *nl, *reply;
+	size_t len;
+
+	while (cl->out->len < CONTROL_OUT_HIGH && (nl = memchr(cl->in->str, '\n', cl->in->len))) {
+		len = nl - cl->in->str;
+		if (len) {
+			reply = sluice_control_handle(cl->c->vm, cl->in->str, len);
+			g_string_append(cl->out, reply);
+			g_string_append_c(cl->out, '\n');
+			g_free(reply);
+		}
+		g_string_erase(cl->in, 0, len + 1);
+	}
+}
+
+static gboolean client_readable(gint fd, GIOCondition cond, gpointer opaque);
+static gboolean client_writable(gint fd, GIOCondition cond, gpointer opaque);
+
+/*
+ * Main thread: move @cl on: answer its lines, send the answers, and watch
+ * for what it waits for next.  While output is pending its input is not
+ * read (a client that sends faster than it reads is slowed down, not
+ * dropped); more than CONTROL_MAX_PENDING unread bytes, an over-long line,
+ * a send error or the end of its input with everything sent close it.
+ * false when @cl was freed.
+ */
+static bool client_run(struct control_client *cl)
+{
+	static const char too_long[] = "{\"error\":{\"class\":\"GenericError\",\"desc\":\"line too long\"}}\n";
+	bool more;
+
+	do {
+		client_answer(cl);
+		if (cl->out->len > CONTROL_MAX_PENDING) {
+			fprintf(stderr, "sluice: control socket: a client left %zu bytes of replies unread, "
+				"disconnected\n", cl->out->len);
+			goto out_close;
+		}
+		if (client_flush(cl))
+			goto out_close;
+		more = memchr(cl->in->str, '\n', cl->in->len);
+	} while (!cl->out->len && more);
+	if (!more && cl->in->len > CONTROL_MAX_LINE) {
+		g_string_append(cl->out, too_long);
+		client_flush(cl);	/* best effort */
+		goto out_close;
+	}
+	if (!cl->out->len && cl->eof)
+		goto out_close;
+	if (cl->out->len) {
+		if (cl->in_watch)
+			g_source_remove(cl->in_watch);
+		cl->in_watch = 0;
+		if (!cl->out_watch)
+			cl->out_watch = g_unix_fd_add(cl->fd, G_IO_OUT | G_IO_HUP | G_IO_ERR, client_writable, cl);
+	} else {
+		if (cl->out_watch)
+			g_source_remove(cl->out_watch);
+		cl->out_watch = 0;
+		if (!cl->in_watch && !cl->eof)
+			cl->in_watch = g_unix_fd_add(cl->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_readable, cl);
+	}
+	return true;
+
+out_close:
+	client_free(cl);
+	return false;
+}
+
+/* Main thread (GLib watch, only while no output is pending): read, answer every complete line. */
 static gboolean client_readable(gint fd, GIOCondition cond, gpointer opaque)
 {
 	struct control_client *cl = opaque;
-	char buf[4096], *nl, *reply;
+	char buf[4096];
 	ssize_t n;
-	bool ok;
 
 	n = read(fd, buf, sizeof(buf));
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return G_SOURCE_CONTINUE;
-	if (n <= 0)
-		goto out_close;
-	g_string_append_len(cl->in, buf, n);
-	while ((nl = memchr(cl->in->str, '\n', cl->in->len))) {
-		size_t len = nl - cl->in->str;
-
-		if (len) {
-			reply = sluice_control_handle(cl->c->vm, cl->in->str, len);
-			ok = write_all(fd, reply, strlen(reply)) && write_all(fd, "\n", 1);
-			g_free(reply);
-			if (!ok)
-				goto out_close;
-		}
-		g_string_erase(cl->in, 0, len + 1);
+	if (n < 0) {
+		client_free(cl);
+		return G_SOURCE_CONTINUE;	/* the watch is gone with the client */
 	}
-	if (cl->in->len > CONTROL_MAX_LINE) {
-		reply = g_strdup("{\"error\":{\"class\":\"GenericError\",\"desc\":\"line too long\"}}\n");
-		write_all(fd, reply, strlen(reply));
-		g_free(reply);
-		goto out_close;
-	}
-	return G_SOURCE_CONTINUE;
+	if (n)
+		g_string_append_len(cl->in, buf, n);
+	else
+		cl->eof = true;		/* answer what came, send it, then close */
+	client_run(cl);
+	return G_SOURCE_CONTINUE;	/* client_run() removed the watch if it had to */
+}
 
-out_close:
-	cl->watch = 0;
-	client_free(cl);
-	return G_SOURCE_REMOVE;
+/* Main thread (GLib watch, only while output is pending): send more, then answer the lines that waited. */
+static gboolean client_writable(gint fd, GIOCondition cond, gpointer opaque)
+{
+	client_run(opaque);
+	return G_SOURCE_CONTINUE;	/* client_run() removed the watch if it had to */
 }
 
 /* Main thread (GLib watch): a new connection. */
@@ -307,7 +387,8 @@ static gboolean control_accept(gint fd, GIOCondition cond, gpointer opaque)
 	cl->c = c;
 	cl->fd = cfd;
 	cl->in = g_string_new(NULL);
-	cl->watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_readable, cl);
+	cl->out = g_string_new(NULL);
+	cl->in_watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_readable, cl);
 	cl->next = c->clients;
 	c->clients = cl;
 	return G_SOURCE_CONTINUE;
