@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-/* test_control.c - the control socket's connections without KVM: flow control. */
+/* test_control.c - the control socket's connections without KVM: flow control, the client limit, EMFILE. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -44,6 +46,20 @@ static int client(void)
 		fd = -1;
 	}
 	return fd;
+}
+
+/* Is a reply waiting on @fd within @ms, with the main loop running meanwhile? */
+static bool reply_within(int fd, unsigned int ms)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	unsigned int i;
+
+	for (i = 0; i < ms; i += 10) {
+		pump(10);
+		if (poll(&p, 1, 0) == 1)
+			return true;
+	}
+	return false;
 }
 
 static const char status_req[] = "{\"execute\":\"query-status\"}\n";
@@ -140,6 +156,68 @@ static enum ktap_result flood_before_reading(void)
 	return KTAP_PASS;
 }
 
+/* 16 clients are served; the 17th waits in the backlog until one of them goes. */
+static enum ktap_result client_limit(void)
+{
+	int fds[17], i;
+	char buf[256];
+
+	for (i = 0; i < 17; i++) {
+		fds[i] = client();
+		KTAP_SYSCALL(fds[i]);
+		KTAP_EXPECT(write(fds[i], status_req, strlen(status_req)) > 0, "request %d", i);
+		pump(5);
+	}
+	for (i = 0; i < 16; i++) {
+		KTAP_EXPECT(reply_within(fds[i], 2000), "client %d: no reply", i);
+		KTAP_EXPECT(read(fds[i], buf, sizeof(buf)) > 0, "client %d: read", i);
+	}
+	KTAP_EXPECT(!reply_within(fds[16], 300), "a 17th client was served");
+	close(fds[0]);
+	KTAP_EXPECT(reply_within(fds[16], 2000), "the 17th client was not served after one went away");
+	for (i = 1; i < 17; i++)
+		close(fds[i]);
+	pump(50);
+	return KTAP_PASS;
+}
+
+/*
+ * accept() failing with EMFILE does not make the main loop spin on the
+ * still-readable socket; accepting resumes by itself once descriptors are
+ * free again.
+ */
+static enum ktap_result emfile_no_spin(void)
+{
+	struct rlimit old, low;
+	unsigned int spins;
+	int fd, next;
+
+	pump(50);
+	KTAP_SYSCALL(getrlimit(RLIMIT_NOFILE, &old));
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	KTAP_SYSCALL(fd);
+	next = dup(0);
+	KTAP_SYSCALL(next);
+	close(next);
+	low = old;
+	low.rlim_cur = next;	/* the next descriptor would be beyond the limit */
+	KTAP_SYSCALL(setrlimit(RLIMIT_NOFILE, &low));
+	{
+		struct sockaddr_un a = { .sun_family = AF_UNIX };
+
+		strcpy(a.sun_path, sock_path);
+		KTAP_SYSCALL(connect(fd, (struct sockaddr *)&a, sizeof(a)));
+	}
+	spins = pump(300);
+	KTAP_SYSCALL(setrlimit(RLIMIT_NOFILE, &old));
+	KTAP_EXPECT(spins < 10, "%u dispatches in 300 ms with accept() failing", spins);
+	KTAP_EXPECT(write(fd, status_req, strlen(status_req)) > 0, "request");
+	KTAP_EXPECT(reply_within(fd, 3000), "not accepted once descriptors were free");
+	close(fd);
+	pump(50);
+	return KTAP_PASS;
+}
+
 static enum ktap_result teardown(void)
 {
 	sluice_control_free(ctl);
@@ -147,4 +225,5 @@ static enum ktap_result teardown(void)
 	return KTAP_PASS;
 }
 
-KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(flood_before_reading), KTAP_CASE(teardown))
+KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(flood_before_reading), KTAP_CASE(client_limit), KTAP_CASE(emfile_no_spin),
+	  KTAP_CASE(teardown))

@@ -25,6 +25,8 @@
 #define CONTROL_MAX_LINE	65536
 #define CONTROL_OUT_HIGH	65536		/* no more answers while this much output is pending */
 #define CONTROL_MAX_PENDING	(1 << 20)	/* unread replies beyond this close the client */
+#define CONTROL_MAX_CLIENTS	16
+#define CONTROL_ACCEPT_RETRY_MS	1000
 
 /* One connection; main thread only.  Exactly one of @in_watch, @out_watch is set, or neither after EOF. */
 struct control_client {
@@ -43,7 +45,10 @@ struct sluice_control {
 	struct sluice_vm *vm;
 	char *path;
 	int fd;
-	guint watch;
+	guint watch;		/* accepting; 0 while paused */
+	guint retry;		/* the timeout that resumes accepting after EMFILE */
+	bool closing;
+	unsigned int nr_clients;
 	struct control_client *clients;
 };
 
@@ -229,12 +234,46 @@ out_free:
 	return g_string_free(out, FALSE);
 }
 
-/* Main thread: close @cl. */
+static gboolean control_accept(gint fd, GIOCondition cond, gpointer opaque);
+
+/* Main thread: accept connections again, unless at the client limit or closing. */
+static void accept_resume(struct sluice_control *c)
+{
+	if (!c->watch && !c->closing && c->nr_clients < CONTROL_MAX_CLIENTS)
+		c->watch = g_unix_fd_add(c->fd, G_IO_IN, control_accept, c);
+}
+
+/* Main thread (GLib timeout): a while after accept() ran out of file descriptors, try again. */
+static gboolean accept_retry(gpointer opaque)
+{
+	struct sluice_control *c = opaque;
+
+	c->retry = 0;
+	accept_resume(c);
+	return G_SOURCE_REMOVE;
+}
+
+/*
+ * Main thread: stop accepting (the listening socket stays readable, so the
+ * watch would fire again at once); with @retry, try again after
+ * CONTROL_ACCEPT_RETRY_MS even if no client goes away.
+ */
+static void accept_pause(struct sluice_control *c, bool retry)
+{
+	if (c->watch)
+		g_source_remove(c->watch);
+	c->watch = 0;
+	if (retry && !c->retry)
+		c->retry = g_timeout_add(CONTROL_ACCEPT_RETRY_MS, accept_retry, c);
+}
+
+/* Main thread: close @cl; a client slot is free again. */
 static void client_free(struct control_client *cl)
 {
+	struct sluice_control *c = cl->c;
 	struct control_client **p;
 
-	for (p = &cl->c->clients; *p; p = &(*p)->next) {
+	for (p = &c->clients; *p; p = &(*p)->next) {
 		if (*p == cl) {
 			*p = cl->next;
 			break;
@@ -248,6 +287,8 @@ static void client_free(struct control_client *cl)
 	g_string_free(cl->in, TRUE);
 	g_string_free(cl->out, TRUE);
 	g_free(cl);
+	c->nr_clients--;
+	accept_resume(c);
 }
 
 /* Main thread: send what the socket takes of @cl's pending output; 0 (maybe some left), or -errno. */
@@ -374,15 +415,27 @@ static gboolean client_writable(gint fd, GIOCondition cond, gpointer opaque)
 	return G_SOURCE_CONTINUE;	/* client_run() removed the watch if it had to */
 }
 
-/* Main thread (GLib watch): a new connection. */
+/*
+ * Main thread (GLib watch): a new connection.  At CONTROL_MAX_CLIENTS, or
+ * when accept() runs out of file descriptors or memory, the watch is removed
+ * (connections then wait in the listen backlog) and comes back when a
+ * client goes away, or after CONTROL_ACCEPT_RETRY_MS for the latter.
+ */
 static gboolean control_accept(gint fd, GIOCondition cond, gpointer opaque)
 {
 	struct sluice_control *c = opaque;
 	struct control_client *cl;
 	int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 
-	if (cfd < 0)
+	if (cfd < 0) {
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (!c->retry)
+				fprintf(stderr, "sluice: control socket: accept: %s; not accepting for a while\n",
+					strerror(errno));
+			accept_pause(c, true);
+		}
 		return G_SOURCE_CONTINUE;
+	}
 	cl = g_new0(struct control_client, 1);
 	cl->c = c;
 	cl->fd = cfd;
@@ -391,6 +444,8 @@ static gboolean control_accept(gint fd, GIOCondition cond, gpointer opaque)
 	cl->in_watch = g_unix_fd_add(cfd, G_IO_IN | G_IO_HUP | G_IO_ERR, client_readable, cl);
 	cl->next = c->clients;
 	c->clients = cl;
+	if (++c->nr_clients >= CONTROL_MAX_CLIENTS)
+		accept_pause(c, false);
 	return G_SOURCE_CONTINUE;
 }
 
@@ -434,9 +489,13 @@ void sluice_control_free(struct sluice_control *c)
 {
 	if (!c)
 		return;
+	c->closing = true;
 	while (c->clients)
 		client_free(c->clients);
-	g_source_remove(c->watch);
+	if (c->retry)
+		g_source_remove(c->retry);
+	if (c->watch)
+		g_source_remove(c->watch);
 	close(c->fd);
 	unlink(c->path);
 	g_free(c->path);
