@@ -62,6 +62,36 @@ static enum ktap_result open_close_refcount(void)
 	return KTAP_PASS;
 }
 
+/*
+ * Closing a format node drains it and its child; a child that someone else
+ * still holds must come out of that drained section too.
+ */
+static enum ktap_result unref_parent_unquiesces_child(void)
+{
+	char path[4200], *err = NULL;
+	struct sluice_bds *raw, *file;
+
+	bt_path(path, sizeof(path), "unref-child.img");
+	KTAP_EXPECT(sluice_bdrv_create("raw", path, MiB, NULL, &err) == 0, "create: %s", err);
+	raw = sluice_bds_open(path, "raw", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(raw && raw->file, "open: %s", err);
+	file = raw->file;
+	sluice_bds_ref(file);
+	KTAP_EXPECT(!file->quiesce_counter, "child quiesced before: %u", file->quiesce_counter);
+	sluice_bds_unref(raw);
+	KTAP_EXPECT(file->refcnt == 1, "child refcnt %u", file->refcnt);
+	KTAP_EXPECT(!file->quiesce_counter, "child still quiesced after the parent's close: %u",
+		    file->quiesce_counter);
+	/* The child drains and resumes as a node of its own. */
+	sluice_bds_drained_begin(file);
+	KTAP_EXPECT(file->quiesce_counter == 1, "drained: %u", file->quiesce_counter);
+	sluice_bds_drained_end(file);
+	KTAP_EXPECT(!file->quiesce_counter, "undrained: %u", file->quiesce_counter);
+	sluice_bds_unref(file);
+	unlink(path);
+	return KTAP_PASS;
+}
+
 static enum ktap_result bad_filename_errors(void)
 {
 	char *err = NULL;
@@ -721,6 +751,7 @@ static enum ktap_result last_cleanup(void)
 }
 
 KTAP_MAIN(KTAP_CASE(open_close_refcount),
+	  KTAP_CASE(unref_parent_unquiesces_child),
 	  KTAP_CASE(bad_filename_errors),
 	  KTAP_CASE(rw_flush_bounds),
 	  KTAP_CASE(discard_makes_hole),

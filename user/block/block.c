@@ -275,7 +275,11 @@ void sluice_bds_ref(struct sluice_bds *bs)
 	bs->refcnt++;
 }
 
-/* Main thread: drops a reference; the last one drains, closes and frees the node and its child. */
+/*
+ * Main thread: drops a reference; the last one drains, closes and frees the
+ * node, and drops its reference to the child (which lives on if someone
+ * else holds one).
+ */
 void sluice_bds_unref(struct sluice_bds *bs)
 {
 	struct sluice_bds *file;
@@ -292,7 +296,15 @@ void sluice_bds_unref(struct sluice_bds *bs)
 	file = bs->file;
 	bs->file = NULL;
 	sluice_graph_wrunlock();
+	/*
+	 * drained_begin() quiesced @bs and the chain below it, but @bs no longer
+	 * leads there: end the section on @bs alone, then on the detached child
+	 * (and its chain), so that a child another user still holds is not left
+	 * quiesced (its backend's requests would park for ever).
+	 */
 	sluice_bds_drained_end(bs);
+	if (file)
+		sluice_bds_drained_end(file);
 	bds_free(bs);
 	sluice_bds_unref(file);
 }
