@@ -129,11 +129,15 @@ unsigned int sluice_blk_active(struct sluice_blk *blk)
 	return __atomic_load_n(&blk->active, __ATOMIC_SEQ_CST);
 }
 
-/* Any thread: one request fewer on its way; the last one wakes a drain. */
+/*
+ * Any thread: one request fewer on its way; the last one wakes a drain.
+ * Once active is 0 a drainer (sluice_blk_unref()) may free @blk and its
+ * nodes, so the wake-up must not dereference them.
+ */
 static void blk_dec_active(struct sluice_blk *blk)
 {
 	if (!__atomic_sub_fetch(&blk->active, 1, __ATOMIC_SEQ_CST))
-		sluice_bds_wake_drain(blk->root);
+		sluice_block_drain_kick();
 }
 
 /* Home thread of the coroutine (BH): restart a parked request. */

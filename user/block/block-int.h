@@ -19,8 +19,12 @@ void sluice_blk_root_drained_end(struct sluice_blk *blk);
 /* Any thread: requests of @blk on their way to or inside the graph (parked ones excluded); drain waits for 0. */
 unsigned int sluice_blk_active(struct sluice_blk *blk);
 
-/* Any thread: wake whoever drains @bs (after a count it waits for went to 0). */
-void sluice_bds_wake_drain(struct sluice_bds *bs);
+/*
+ * Any thread: wake every drain waiter, after a count a drain waits for went
+ * to 0.  Takes no node: the caller must not touch the node or backend whose
+ * count it dropped, as a drainer may free them as soon as it sees the 0.
+ */
+void sluice_block_drain_kick(void);
 
 /* Request bookkeeping of a node (any thread; the dec wakes a drain waiting for 0). */
 void sluice_bds_inc_in_flight(struct sluice_bds *bs);

@@ -26,11 +26,26 @@ static const struct sluice_block_driver *const block_drivers[] = {
 #define ZERO_CHUNK	(1u << 20)
 
 /*
- * Drain waiters that are not the node's home thread sleep on this condition;
- * the in-flight decrement of a quiesced node broadcasts it.
+ * Drain waiters, as QEMU's AioWait.  Every drained_begin() that waits is on
+ * drain_waiters, under drain_lock, for as long as it waits; one that polls
+ * a ctx brings a BH of that ctx for wakers to schedule, one that polls
+ * nothing sleeps on drain_cond.  A decrement that a drain may wait for
+ * (sluice_block_drain_kick()) wakes every waiter from this list alone: it
+ * must not look at the node or the backend it decremented, which the
+ * drainer may free as soon as it sees the count at 0.
+ *
+ * drain_num_waiters is how many are on the list: wakers read it without the
+ * lock, so that requests pay nothing while nobody drains.
  */
+struct drain_waiter {
+	struct sluice_bh *kick;		/* in the ctx the waiter polls; NULL: sleeps on drain_cond */
+	struct drain_waiter *next;
+};
+
 static pthread_mutex_t drain_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t drain_cond = PTHREAD_COND_INITIALIZER;
+static struct drain_waiter *drain_waiters;	/* under drain_lock */
+static unsigned int drain_num_waiters;		/* atomic, seq_cst; written under drain_lock */
 
 static struct sluice_aio_ctx *main_ctx;
 static unsigned int node_counter;
@@ -49,7 +64,7 @@ struct sluice_aio_ctx *sluice_block_main_ctx(void)
 			return NULL;
 		sluice_aio_ctx_set_current(ctx);
 	}
-	/* Read by sluice_bds_wake_drain() on any thread. */
+	/* Read by sluice_bds_drained_begin() on any thread. */
 	__atomic_store_n(&main_ctx, ctx, __ATOMIC_RELEASE);
 	return ctx;
 }
@@ -352,37 +367,87 @@ void sluice_bds_inc_in_flight(struct sluice_bds *bs)
 	__atomic_add_fetch(&bs->in_flight, 1, __ATOMIC_SEQ_CST);
 }
 
-/* Home thread of a ctx (one-shot BH): nothing; its running ends a drainer's poll iteration. */
+/* Home thread of a drainer's ctx (BH): nothing; its running ends the drainer's poll iteration. */
 static void drain_kick_bh(void *opaque)
 {
 }
 
 /*
- * Any thread: a quiesced node became idle; takes drain_lock briefly.  A
- * drainer may poll the node's ctx or the main ctx (requests of a
- * multiqueue backend finish in any ctx): a BH, unlike a bare notify, is
- * work that its poll cannot miss between its busy check and its sleep.
+ * Any thread, right after a decrement that a drain may wait for (a node's
+ * in_flight or a backend's active count reached 0); takes drain_lock, and
+ * under it each waiter's ctx's bh_lock, but only while someone drains.
+ *
+ * Wakes every drain waiter: those that poll a ctx through their kick BH (a
+ * BH, unlike a bare notify, is work that a poll cannot miss between its
+ * busy check and its sleep), the others through drain_cond.  The ctx of a
+ * kick BH cannot be freed meanwhile: a ctx is freed only by its home thread,
+ * and that thread is the waiter, which leaves the list under drain_lock
+ * before it deletes its BH or returns to anything that could free the ctx.
+ * Touches neither node nor backend, so the caller may not have one left.
  */
-void sluice_bds_wake_drain(struct sluice_bds *bs)
+void sluice_block_drain_kick(void)
 {
-	struct sluice_aio_ctx *ctx, *main = __atomic_load_n(&main_ctx, __ATOMIC_ACQUIRE);
+	struct drain_waiter *w;
 
-	if (!__atomic_load_n(&bs->quiesce_counter, __ATOMIC_SEQ_CST))
+	/*
+	 * Pairs with the increment in drain_waiter_add(): our caller's
+	 * decrement then this load, against the waiter's increment then its
+	 * busy check, all seq_cst: either the waiter sees the count at 0, or
+	 * we see the waiter (and it is on the list when we take the lock).
+	 */
+	if (!__atomic_load_n(&drain_num_waiters, __ATOMIC_SEQ_CST))
 		return;
-	ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST);
-	sluice_aio_bh_oneshot(ctx, drain_kick_bh, NULL);
-	if (main && main != ctx)
-		sluice_aio_bh_oneshot(main, drain_kick_bh, NULL);
 	pthread_mutex_lock(&drain_lock);
+	for (w = drain_waiters; w; w = w->next)
+		if (w->kick)
+			sluice_bh_schedule(w->kick);
 	pthread_cond_broadcast(&drain_cond);
 	pthread_mutex_unlock(&drain_lock);
 }
 
-/* Any thread: the last request of a quiesced node wakes whoever drains it. */
+/* Any thread: the last request of a node wakes whoever drains it. */
 void sluice_bds_dec_in_flight(struct sluice_bds *bs)
 {
+	/* @bs may be freed once the count is 0: do not look at it again. */
 	if (!__atomic_sub_fetch(&bs->in_flight, 1, __ATOMIC_SEQ_CST))
-		sluice_bds_wake_drain(bs);
+		sluice_block_drain_kick();
+}
+
+/*
+ * The thread that drains, before its first busy check; takes drain_lock.
+ * @ctx: the ctx it polls while it waits (its own), or NULL if it sleeps on
+ * drain_cond.
+ */
+static void drain_waiter_add(struct drain_waiter *w, struct sluice_aio_ctx *ctx)
+{
+	w->kick = NULL;
+	if (ctx) {
+		w->kick = sluice_bh_new(ctx, drain_kick_bh, NULL);
+		if (!w->kick)
+			abort();
+	}
+	pthread_mutex_lock(&drain_lock);
+	w->next = drain_waiters;
+	drain_waiters = w;
+	/* Pairs with the load in sluice_block_drain_kick(). */
+	__atomic_add_fetch(&drain_num_waiters, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&drain_lock);
+}
+
+/* The thread that drained, done waiting; takes drain_lock. */
+static void drain_waiter_del(struct drain_waiter *w)
+{
+	struct drain_waiter **pp;
+
+	pthread_mutex_lock(&drain_lock);
+	for (pp = &drain_waiters; *pp != w; pp = &(*pp)->next)
+		;
+	*pp = w->next;
+	__atomic_sub_fetch(&drain_num_waiters, 1, __ATOMIC_SEQ_CST);
+	pthread_mutex_unlock(&drain_lock);
+	/* No waker sees @w now; a kick still queued is freed by its ctx's loop. */
+	if (w->kick)
+		sluice_bh_delete(w->kick);
 }
 
 /*
@@ -406,23 +471,30 @@ void sluice_bds_drained_begin(struct sluice_bds *bs)
 	struct sluice_aio_ctx *ctx = __atomic_load_n(&bs->ctx, __ATOMIC_SEQ_CST), *cur;
 	struct sluice_bds *c;
 
+	struct drain_waiter w;
+
 	for (c = bs; c; c = c->file)
 		__atomic_add_fetch(&c->quiesce_counter, 1, __ATOMIC_SEQ_CST);
 
 	/*
 	 * The node's home thread, or the main thread (whose own ctx may run
-	 * requests of a multiqueue backend): poll until idle.
+	 * requests of a multiqueue backend): poll until idle.  Else a thread
+	 * that runs no requests: sleep until the last one leaves.  Either way
+	 * be a drain waiter before the first busy check.
 	 */
 	cur = sluice_aio_current();
-	if (cur && (cur == ctx || cur == main_ctx)) {
+	if (!cur || (cur != ctx && cur != __atomic_load_n(&main_ctx, __ATOMIC_ACQUIRE)))
+		cur = NULL;
+	drain_waiter_add(&w, cur);
+	if (cur) {
 		SLUICE_AIO_WAIT_WHILE(cur, bds_busy(bs));
-		return;
+	} else {
+		pthread_mutex_lock(&drain_lock);
+		while (bds_busy(bs))
+			pthread_cond_wait(&drain_cond, &drain_lock);
+		pthread_mutex_unlock(&drain_lock);
 	}
-	/* A thread that runs no requests: sleep until the last one leaves. */
-	pthread_mutex_lock(&drain_lock);
-	while (bds_busy(bs))
-		pthread_cond_wait(&drain_cond, &drain_lock);
-	pthread_mutex_unlock(&drain_lock);
+	drain_waiter_del(&w);
 }
 
 /* Main thread or @bs's home thread, not a coroutine. */
