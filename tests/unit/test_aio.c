@@ -505,8 +505,97 @@ static enum ktap_result current_ctx(void)
 	return KTAP_PASS;
 }
 
+/* A BH that polls the loop again until another BH ran (a drain run from a BH). */
+struct nested_bh {
+	struct sluice_aio_ctx *ctx;
+	struct sluice_bh *later, *again;	/* scheduled after the waiter, same batch */
+	char order[8];				/* which BHs ran, in order */
+	int n;
+	bool timed_out;
+};
+
+/* Main thread, BH: record that BH @c ran. */
+static void nested_note(struct nested_bh *nb, char c)
+{
+	if (nb->n < (int)sizeof(nb->order) - 1)
+		nb->order[nb->n++] = c;
+}
+
+static void nested_later_cb(void *opaque)
+{
+	nested_note(opaque, 'L');
+}
+
+static void nested_again_cb(void *opaque)
+{
+	nested_note(opaque, 'A');
+}
+
+static void nested_new_cb(void *opaque)
+{
+	nested_note(opaque, 'N');
+}
+
+static void nested_timeout_cb(void *opaque)
+{
+	struct nested_bh *nb = opaque;
+
+	nb->timed_out = true;
+}
+
+/*
+ * Main thread, BH: schedule a new BH, re-schedule one already scheduled
+ * (a no-op), then poll until both BHs of the outer batch ran; a timer
+ * ends the wait if they never do.
+ */
+static void nested_waiter_cb(void *opaque)
+{
+	struct nested_bh *nb = opaque;
+	struct sluice_timer *t = sluice_timer_new(nb->ctx, nested_timeout_cb, nb);
+
+	nested_note(nb, 'W');
+	sluice_aio_bh_oneshot(nb->ctx, nested_new_cb, nb);
+	sluice_bh_schedule(nb->again);
+	sluice_timer_mod_ns(t, sluice_clock_ns() + 2000000000LL);
+	while (!strchr(nb->order, 'L') || !strchr(nb->order, 'A')) {
+		if (nb->timed_out)
+			break;
+		sluice_aio_poll(nb->ctx, true);
+	}
+	sluice_timer_free(t);
+}
+
+/*
+ * A BH callback that waits in a nested poll for BHs scheduled after it in
+ * the same batch (one of them scheduled again meanwhile) sees them run,
+ * before the BHs it scheduled itself.
+ */
+static enum ktap_result bh_nested_poll_runs_outer_batch(void)
+{
+	struct nested_bh nb = { .ctx = sluice_aio_ctx_new("t", 0) };
+	struct sluice_bh *waiter;
+
+	KTAP_EXPECT(nb.ctx, "ctx_new: %s", strerror(errno));
+	waiter = sluice_bh_new(nb.ctx, nested_waiter_cb, &nb);
+	nb.later = sluice_bh_new(nb.ctx, nested_later_cb, &nb);
+	nb.again = sluice_bh_new(nb.ctx, nested_again_cb, &nb);
+	sluice_bh_schedule(waiter);
+	sluice_bh_schedule(nb.later);
+	sluice_bh_schedule(nb.again);
+	KTAP_EXPECT(sluice_aio_poll(nb.ctx, false), "no progress");
+	KTAP_EXPECT(!nb.timed_out, "the nested poll never ran the outer batch: ran \"%s\"", nb.order);
+	KTAP_EXPECT(!strcmp(nb.order, "WLAN"), "order \"%s\"", nb.order);
+	KTAP_EXPECT(!sluice_aio_poll(nb.ctx, false), "left over work");
+	sluice_bh_delete(waiter);
+	sluice_bh_delete(nb.later);
+	sluice_bh_delete(nb.again);
+	sluice_aio_ctx_free(nb.ctx);
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(bh_schedule_runs_once), KTAP_CASE(bh_cancel),
 	  KTAP_CASE(bh_delete_from_own_callback), KTAP_CASE(bh_from_other_thread_wakes_loop),
 	  KTAP_CASE(no_eventfd_write_when_awake), KTAP_CASE(timers_fire_in_order),
 	  KTAP_CASE(fd_handlers), KTAP_CASE(poll_end_before_sleep), KTAP_CASE(uring_nop_and_read), KTAP_CASE(gsource_under_gmainloop),
-	  KTAP_CASE(gsource_far_timer_timeout), KTAP_CASE(current_ctx))
+	  KTAP_CASE(gsource_far_timer_timeout), KTAP_CASE(current_ctx),
+	  KTAP_CASE(bh_nested_poll_runs_outer_batch))

@@ -33,11 +33,22 @@ struct sluice_bh {
 	sluice_aio_fn *cb;
 	void *opaque;
 	bool scheduled;		/* run the callback at the next dispatch */
-	bool queued;		/* linked on ctx->bh_head or a poller's local list */
-	bool running;		/* callback in progress */
+	bool queued;		/* linked on ctx->bh_head or on a poller's slice */
+	unsigned int running;	/* callbacks in progress (a nested poll may run it again) */
 	bool deleted;		/* free once neither queued nor running */
 	bool oneshot;		/* delete after the first run */
 	struct sluice_bh *next;
+};
+
+/*
+ * The BHs one aio_bh_poll() took off ctx->bh_head, on its stack.  Home
+ * thread only: every aio_bh_poll() in progress on the thread (nested ones,
+ * run from a callback that polls the loop again) has its slice on
+ * ctx->bh_slices, oldest first, until the slice is empty.
+ */
+struct aio_bh_slice {
+	struct sluice_bh *head;			/* linked through bh->next, under bh_lock */
+	struct aio_bh_slice *next;
 };
 
 struct sluice_timer {
@@ -74,6 +85,7 @@ struct sluice_aio_ctx {
 	int64_t poll_ns;			/* busy-poll this long before sleeping (0: never) */
 	struct aio_handler *handlers;
 	unsigned int walking_handlers;
+	struct aio_bh_slice *bh_slices, *bh_slices_tail;	/* FIFO: outermost poll first */
 	struct sluice_timer *timers;		/* sorted by expire */
 
 	struct sluice_co_sched co_sched;
@@ -330,29 +342,57 @@ void sluice_aio_bh_oneshot(struct sluice_aio_ctx *ctx, sluice_aio_fn *cb, void *
 	sluice_bh_schedule(bh);
 }
 
-/* Home thread: run the BHs scheduled so far (not those scheduled by them).  True if any ran. */
+/* Home thread: has a poll still on the stack left BHs of its slice to run? */
+static bool aio_bh_slices_pending(struct sluice_aio_ctx *ctx)
+{
+	return ctx->bh_slices != NULL;
+}
+
+/*
+ * Home thread, also nested (from a callback that polls the loop again: a
+ * drain, SLUICE_AIO_WAIT_WHILE, a synchronous request): run the BHs
+ * scheduled so far, not those that they schedule.  "So far" includes what
+ * the polls further up the stack took and have not run yet (their slices,
+ * as QEMU's BHListSlice): a callback may be waiting for exactly such a BH,
+ * which would otherwise only run after that callback returned.  Oldest
+ * first, so BHs keep their FIFO order.  True if any ran.
+ */
 static bool aio_bh_poll(struct sluice_aio_ctx *ctx)
 {
-	struct sluice_bh *local, *bh;
+	struct aio_bh_slice slice = { 0 }, *s;
+	struct sluice_bh *bh;
 	bool progress = false, run, can_free;
 
-	if (!__atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED))
+	if (!__atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED) && !aio_bh_slices_pending(ctx))
 		return false;
 	pthread_mutex_lock(&ctx->bh_lock);
-	local = ctx->bh_head;
+	slice.head = ctx->bh_head;
 	__atomic_store_n(&ctx->bh_head, NULL, __ATOMIC_RELAXED);
 	ctx->bh_tail = NULL;
 	pthread_mutex_unlock(&ctx->bh_lock);
+	if (ctx->bh_slices_tail)
+		ctx->bh_slices_tail->next = &slice;
+	else
+		ctx->bh_slices = &slice;
+	ctx->bh_slices_tail = &slice;
 
-	while (local) {
+	/* Until every slice is empty: ours is off the list before we return. */
+	while ((s = ctx->bh_slices)) {
+		if (!s->head) {
+			ctx->bh_slices = s->next;
+			if (!ctx->bh_slices)
+				ctx->bh_slices_tail = NULL;
+			continue;
+		}
 		pthread_mutex_lock(&ctx->bh_lock);
-		bh = local;
-		local = bh->next;
+		bh = s->head;
+		s->head = bh->next;
 		bh->queued = false;
 		run = bh->scheduled;
 		bh->scheduled = false;
-		bh->running = run;
-		can_free = !run && bh->deleted;
+		if (run)
+			bh->running++;
+		can_free = !run && bh->deleted && !bh->running;
 		pthread_mutex_unlock(&ctx->bh_lock);
 		if (can_free)
 			free(bh);
@@ -361,10 +401,10 @@ static bool aio_bh_poll(struct sluice_aio_ctx *ctx)
 		bh->cb(bh->opaque);
 		progress = true;
 		pthread_mutex_lock(&ctx->bh_lock);
-		bh->running = false;
+		bh->running--;
 		if (bh->oneshot)
 			bh->deleted = true;
-		can_free = bh->deleted && !bh->queued;
+		can_free = bh->deleted && !bh->queued && !bh->running;
 		pthread_mutex_unlock(&ctx->bh_lock);
 		if (can_free)
 			free(bh);
@@ -617,7 +657,8 @@ static bool aio_busy_poll(struct sluice_aio_ctx *ctx, int64_t timeout)
 		budget = timeout;
 	end = aio_now_ns() + budget;
 	while (budget > 0) {
-		if (io_uring_cq_ready(&ctx->ring) || __atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED))
+		if (io_uring_cq_ready(&ctx->ring) || __atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED) ||
+		    aio_bh_slices_pending(ctx))
 			return true;
 		if (aio_poll_handlers(ctx, false))
 			return true;
@@ -683,7 +724,7 @@ static bool aio_uring_reap(struct sluice_aio_ctx *ctx)
 /* Home thread: is there something to do without sleeping? */
 static bool aio_has_work(struct sluice_aio_ctx *ctx)
 {
-	return __atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED) ||
+	return __atomic_load_n(&ctx->bh_head, __ATOMIC_RELAXED) || aio_bh_slices_pending(ctx) ||
 	       io_uring_cq_ready(&ctx->ring) || aio_timers_deadline(ctx) == 0;
 }
 

@@ -75,7 +75,9 @@ void sluice_aio_set_poll_ns(struct sluice_aio_ctx *ctx, int64_t ns);
  * scheduled BH is a no-op; it wakes the loop only when it is asleep.
  * cancel: any thread; a BH whose callback already started is not stopped.
  * delete: any thread, including from the BH's own callback (the BH is freed
- * after the callback returns).
+ * after the callback returns).  A callback may poll its loop again (a
+ * drain, SLUICE_AIO_WAIT_WHILE): that poll also runs the BHs scheduled
+ * before the callback started, in order, so it may wait for them.
  */
 struct sluice_bh *sluice_bh_new(struct sluice_aio_ctx *ctx, sluice_aio_fn *cb, void *opaque);
 void sluice_bh_schedule(struct sluice_bh *bh);
