@@ -699,6 +699,33 @@ static enum ktap_result l2_past_eof_refused(void)
 	return KTAP_PASS;
 }
 
+/*
+ * An L2 entry (COPIED) for a data cluster far past the end of the file: an
+ * in-place write there would grow the file to wherever it points.  It fails
+ * with EIO and the file keeps its size (found by fuzz_qcow2_open).
+ */
+static enum ktap_result data_cluster_past_eof_refused(void)
+{
+	char path[8192];
+	struct stat st;
+	uint64_t l1, l2;
+	int ret;
+
+	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
+	bt_path(path, sizeof(path), "far.qcow2");
+	KTAP_EXPECT(sh("qemu-img create -q -f qcow2 '%s' 10M && qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' '%s'",
+		       path, path) == 0, "image");
+	l1 = peek(path, 40, 8);
+	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
+	KTAP_EXPECT(l2 && l2 != 0x00fffffffffffe00ull, "layout");
+	KTAP_EXPECT(patch(path, l2, 8, (1ull << 63) | 0xaeaeaeae0000ull) == 0, "patch L2 entry");
+	ret = write_4k(path, 0x5a);
+	KTAP_EXPECT(ret == -EIO, "in-place write far past EOF: %d", ret);
+	KTAP_EXPECT(stat(path, &st) == 0 && st.st_size < (1 << 20), "file grew to %lld", (long long)st.st_size);
+	unlink(path);
+	return KTAP_PASS;
+}
+
 /* Many coroutines allocate the same clusters at once: no double allocation (no leak), data intact. */
 struct conc {
 	struct sluice_blk *blk;
@@ -895,6 +922,7 @@ KTAP_MAIN(KTAP_CASE(create_passes_qemu_check),
 	  KTAP_CASE(runtime_corruption_sets_bit),
 	  KTAP_CASE(inplace_write_onto_metadata_refused),
 	  KTAP_CASE(l2_past_eof_refused),
+	  KTAP_CASE(data_cluster_past_eof_refused),
 	  KTAP_CASE(concurrent_allocating_writes),
 	  KTAP_CASE(iothreads_allocating_writes),
 	  KTAP_CASE(grow_image),

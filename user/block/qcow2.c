@@ -553,8 +553,16 @@ retry:
 				goto retry;
 			/* An L2 entry of a corrupt image may point at metadata: never write there. */
 			ret = qcow2_co_pre_write_check(s, 0, m.host, chunk);
-			/* A cluster past the end of the file (its last one, cut short): close must not cut it off. */
-			if (ret >= 0 && m.host + chunk > s->data_end)
+			/*
+			 * A data cluster that starts past the end of the file is a corrupt
+			 * entry (a write there would grow the file to wherever it points).
+			 * One the file ends inside (its last cluster, cut short) is fine, but
+			 * close must not cut off what we write there.
+			 */
+			if (ret >= 0 && qcow2_start_of_cluster(s, m.host) >= s->data_end)
+				ret = qcow2_co_signal_corruption(s, "data cluster offset %#llx past the end of the image",
+								 (unsigned long long)qcow2_start_of_cluster(s, m.host));
+			else if (ret >= 0 && m.host + chunk > s->data_end)
 				ret = qcow2_co_grow_file(s, m.host + chunk);
 			if (ret < 0)
 				goto out_unlock;
