@@ -188,8 +188,12 @@ static int coroutine_fn GRAPH_RDLOCK grow_reftable(struct qcow2_state *s, uint64
 	if (ret < 0)
 		goto out_free;
 
-	for (i = 0; i < new_entries; i++)
+	s->refcount_table_used = 0;
+	for (i = 0; i < new_entries; i++) {
 		table[i] = be64toh(table[i]);
+		if (table[i])
+			s->refcount_table_used = i + 1;
+	}
 	free(s->refcount_table);
 	s->refcount_table = table;
 	table = NULL;
@@ -278,6 +282,8 @@ static int coroutine_fn GRAPH_RDLOCK ensure_refblock(struct qcow2_state *s, uint
 	if (ret < 0)
 		goto err_drop;
 	s->refcount_table[rt_index] = off;
+	if (rt_index >= s->refcount_table_used)
+		s->refcount_table_used = rt_index + 1;
 	return 1;
 
 err_drop:

@@ -137,7 +137,8 @@ unsigned int coroutine_fn qcow2_co_check_overlap(struct qcow2_state *s, unsigned
 		}
 	}
 	if (!(ign & QCOW2_OL_REFCOUNT_BLOCK)) {
-		for (i = 0; i < s->refcount_table_entries; i++) {
+		/* Up to the last block in use, not the table's size: this runs before every data write. */
+		for (i = 0; i < s->refcount_table_used; i++) {
 			uint64_t rb = s->refcount_table[i] & ~(cs - 1);
 
 			if (rb && ranges_overlap(start, n, rb, cs))
@@ -1291,8 +1292,11 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_open_body(void *opaque)
 				 s->refcount_table_entries * 8);
 	if (ret < 0)
 		goto out_unlock;
-	for (i = 0; i < s->refcount_table_entries; i++)
+	for (i = 0; i < s->refcount_table_entries; i++) {
 		s->refcount_table[i] = be64toh(s->refcount_table[i]);
+		if (s->refcount_table[i])
+			s->refcount_table_used = i + 1;
+	}
 
 	/* Caches: enough L2 tables to cover the disk, within 32 MiB and a cheap lookup. */
 	cache_max = MAX(4u, (unsigned int)((32u << 20) >> s->cluster_bits));

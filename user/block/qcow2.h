@@ -174,6 +174,7 @@ struct qcow2_state {
 	uint64_t refcount_table_offset;
 	uint32_t refcount_table_clusters;
 	uint64_t refcount_table_entries;
+	uint64_t refcount_table_used;		/* 1 + the last nonzero entry: the overlap check's bound */
 	uint64_t free_cluster_index;
 	uint64_t free_byte_offset;	/* compressed writes: next free byte in a shared cluster, 0: none */
 	uint64_t data_end;		/* file length at open or end of the last allocation, if more:
