@@ -1845,11 +1845,11 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_get_extents(struct sluice_bds *bs, uint64
 			break;
 		if (m.type == QCOW2_CLUSTER_NORMAL) {
 			/* Writes over metadata (a corrupt L2 entry) take the userspace path, which refuses them. */
-			bool meta = qcow2_co_check_overlap(s, 0, m.host, m.bytes) != 0;
+			bool writable = m.copied && m.host + m.bytes <= s->data_end &&
+					!qcow2_co_check_overlap(s, 0, m.host, m.bytes);
 
 			out[n++] = (struct qcow2_extent){ .offset = offset, .bytes = m.bytes, .host = m.host,
-							  .writable = m.copied && !meta &&
-								      m.host + m.bytes <= s->data_end };
+							  .writable = writable };
 		}
 		offset += m.bytes;
 	}
