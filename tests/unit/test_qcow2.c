@@ -646,6 +646,24 @@ static int write_4k(const char *path, int byte)
 }
 
 /*
+ * A new 10 MiB qemu-img image at @path with its first cluster written (0xcd):
+ * the file offset of that cluster's L2 entry, or 0 if something failed.
+ */
+static uint64_t image_l2_entry_of_cluster0(const char *path)
+{
+	uint64_t l1, l2;
+
+	if (sh("qemu-img create -q -f qcow2 '%s' 10M && qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' '%s'",
+	       path, path))
+		return 0;
+	l1 = peek(path, 40, 8);
+	if (!l1 || l1 == ~0ull)
+		return 0;
+	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
+	return l2 == 0x00fffffffffffe00ull ? 0 : l2;
+}
+
+/*
  * An L2 entry of a corrupt image that points at metadata (here the refcount
  * table, flagged COPIED so that the write goes in place): the write fails
  * with EIO, marks the image corrupt and leaves the table alone.
@@ -653,17 +671,14 @@ static int write_4k(const char *path, int byte)
 static enum ktap_result inplace_write_onto_metadata_refused(void)
 {
 	char path[8192];
-	uint64_t l1, l2, rt;
+	uint64_t l2, rt;
 	int ret;
 
 	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
 	bt_path(path, sizeof(path), "meta.qcow2");
-	KTAP_EXPECT(sh("qemu-img create -q -f qcow2 '%s' 10M && qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' '%s'",
-		       path, path) == 0, "image");
-	l1 = peek(path, 40, 8);
+	l2 = image_l2_entry_of_cluster0(path);
 	rt = peek(path, 48, 8);
-	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
-	KTAP_EXPECT(l2 && l2 != 0x00fffffffffffe00ull && rt && rt != ~0ull, "layout");
+	KTAP_EXPECT(l2 && rt && rt != ~0ull, "image and layout");
 	KTAP_EXPECT(patch(path, l2, 8, (1ull << 63) | rt) == 0, "patch L2 entry");
 	ret = write_4k(path, 0x55);
 	KTAP_EXPECT(ret == -EIO, "in-place write onto the refcount table: %d", ret);
@@ -708,16 +723,13 @@ static enum ktap_result data_cluster_past_eof_refused(void)
 {
 	char path[8192];
 	struct stat st;
-	uint64_t l1, l2;
+	uint64_t l2;
 	int ret;
 
 	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
 	bt_path(path, sizeof(path), "far.qcow2");
-	KTAP_EXPECT(sh("qemu-img create -q -f qcow2 '%s' 10M && qemu-io -f qcow2 -c 'write -P 0xcd 0 64k' '%s'",
-		       path, path) == 0, "image");
-	l1 = peek(path, 40, 8);
-	l2 = peek(path, l1, 8) & 0x00fffffffffffe00ull;
-	KTAP_EXPECT(l2 && l2 != 0x00fffffffffffe00ull, "layout");
+	l2 = image_l2_entry_of_cluster0(path);
+	KTAP_EXPECT(l2, "image and layout");
 	KTAP_EXPECT(patch(path, l2, 8, (1ull << 63) | 0xaeaeaeae0000ull) == 0, "patch L2 entry");
 	ret = write_4k(path, 0x5a);
 	KTAP_EXPECT(ret == -EIO, "in-place write far past EOF: %d", ret);

@@ -32,7 +32,7 @@ static int64_t coroutine_fn GRAPH_RDLOCK l2_offset(struct qcow2_state *s, uint64
 						  (unsigned long long)off,
 						  (unsigned long long)l1_index);
 	/* Past the end of the file it would read as zeros, and what we wrote there close would cut off. */
-	if (off && (off > s->data_end || s->data_end - off < s->cluster_size))
+	if (!qcow2_table_in_file(s, off))
 		return qcow2_co_signal_corruption(s, "L2 table offset %#llx past the end of the image (L1 index %llu)",
 						  (unsigned long long)off,
 						  (unsigned long long)l1_index);

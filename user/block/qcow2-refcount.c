@@ -79,6 +79,19 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_grow_file(struct qcow2_state *s, uint64_t
 	return sluice_bds_co_truncate(s->bs->file, ahead);
 }
 
+/* Open, or image lock held: see qcow2.h. */
+void qcow2_reftable_from_disk(struct qcow2_state *s, uint64_t *table, uint64_t n)
+{
+	uint64_t i;
+
+	s->refcount_table_used = 0;
+	for (i = 0; i < n; i++) {
+		table[i] = be64toh(table[i]);
+		if (table[i])
+			s->refcount_table_used = i + 1;
+	}
+}
+
 /* Image lock held: host offset of refcount block @rt_index (0: none), or -EIO for a bad entry. */
 static int64_t coroutine_fn GRAPH_RDLOCK rb_offset(struct qcow2_state *s, uint64_t rt_index) TSA_REQUIRES(s->lock)
 {
@@ -92,7 +105,7 @@ static int64_t coroutine_fn GRAPH_RDLOCK rb_offset(struct qcow2_state *s, uint64
 						  (unsigned long long)rt_index,
 						  (unsigned long long)e);
 	/* Past the end of the file it would read as zeros, and what we wrote there close would cut off. */
-	if (e && (e > s->data_end || s->data_end - e < s->cluster_size))
+	if (!qcow2_table_in_file(s, e))
 		return qcow2_co_signal_corruption(s, "refcount block offset %#llx past the end of the image "
 						  "(refcount table entry %llu)", (unsigned long long)e,
 						  (unsigned long long)rt_index);
@@ -188,12 +201,7 @@ static int coroutine_fn GRAPH_RDLOCK grow_reftable(struct qcow2_state *s, uint64
 	if (ret < 0)
 		goto out_free;
 
-	s->refcount_table_used = 0;
-	for (i = 0; i < new_entries; i++) {
-		table[i] = be64toh(table[i]);
-		if (table[i])
-			s->refcount_table_used = i + 1;
-	}
+	qcow2_reftable_from_disk(s, table, new_entries);
 	free(s->refcount_table);
 	s->refcount_table = table;
 	table = NULL;

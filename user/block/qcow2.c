@@ -560,9 +560,10 @@ retry:
 			 * One the file ends inside (its last cluster, cut short) is fine, but
 			 * close must not cut off what we write there.
 			 */
-			if (ret >= 0 && qcow2_start_of_cluster(s, m.host) >= s->data_end)
+			host = qcow2_start_of_cluster(s, m.host);
+			if (ret >= 0 && host >= s->data_end)
 				ret = qcow2_co_signal_corruption(s, "data cluster offset %#llx past the end of the image",
-								 (unsigned long long)qcow2_start_of_cluster(s, m.host));
+								 (unsigned long long)host);
 			else if (ret >= 0 && m.host + chunk > s->data_end)
 				ret = qcow2_co_grow_file(s, m.host + chunk);
 			if (ret < 0)
@@ -1292,11 +1293,7 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_open_body(void *opaque)
 				 s->refcount_table_entries * 8);
 	if (ret < 0)
 		goto out_unlock;
-	for (i = 0; i < s->refcount_table_entries; i++) {
-		s->refcount_table[i] = be64toh(s->refcount_table[i]);
-		if (s->refcount_table[i])
-			s->refcount_table_used = i + 1;
-	}
+	qcow2_reftable_from_disk(s, s->refcount_table, s->refcount_table_entries);
 
 	/* Caches: enough L2 tables to cover the disk, within 32 MiB and a cheap lookup. */
 	cache_max = MAX(4u, (unsigned int)((32u << 20) >> s->cluster_bits));

@@ -273,6 +273,13 @@ int coroutine_fn GRAPH_RDLOCK qcow2_co_signal_corruption(struct qcow2_state *s, 
 /* Coroutine, image lock held: 0 if [offset, offset+len) touches no metadata outside @ign, else QCOW2_OL_* hit. */
 unsigned int coroutine_fn qcow2_co_check_overlap(struct qcow2_state *s, unsigned int ign,
 						 uint64_t offset, uint64_t len) TSA_REQUIRES(s->lock);
+/* Image lock held: does the one-cluster table at host offset @off lie inside the file (0 counts as no table)? */
+static inline bool qcow2_table_in_file(const struct qcow2_state *s, uint64_t off)
+{
+	return !off || (off <= s->data_end && s->data_end - off >= s->cluster_size);
+}
+/* Open, or image lock held: @n refcount table entries read from disk to host order; sets refcount_table_used. */
+void qcow2_reftable_from_disk(struct qcow2_state *s, uint64_t *table, uint64_t n);
 /* Coroutine, image lock held: overlap check that marks the image corrupt on a hit (-EIO). */
 int coroutine_fn GRAPH_RDLOCK qcow2_co_pre_write_check(struct qcow2_state *s, unsigned int ign, uint64_t offset,
 					  uint64_t len) TSA_REQUIRES(s->lock);
