@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* test_virtio_pci.c - the virtio-pci transport without KVM: device status (NEEDS_RESET vs driver writes), Bus Master off. */
+/* test_virtio_pci.c - the virtio-pci transport without KVM: device status (NEEDS_RESET vs driver writes), Bus Master off and on. */
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
@@ -181,5 +181,32 @@ static enum ktap_result bus_master_off_stops(void)
 	return KTAP_PASS;
 }
 
+/*
+ * DRIVER_OK written while Bus Master is off (QEMU: the device is disabled):
+ * kept in the status, but the device starts only once Bus Master is on.
+ * Before any command write (the reset value) the device is not disabled.
+ */
+static enum ktap_result driver_ok_waits_for_bus_master(void)
+{
+	negotiate();
+	starts = stops = 0;
+	command_write(PCI_COMMAND_MEMORY);
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	KTAP_EXPECT(!starts && !vp.started, "started with Bus Master off");
+	KTAP_EXPECT(status_read() == (S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK), "status 0x%x", status_read());
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	KTAP_EXPECT(starts == 1 && vp.started, "not started when Bus Master came on");
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_INTX_DISABLE);
+	KTAP_EXPECT(starts == 1, "started twice");
+	/* Needs a reset: Bus Master on again does not start it. */
+	command_write(PCI_COMMAND_MEMORY);
+	bar_write(CC_STATUS, S_FEAT | VIRTIO_CONFIG_S_DRIVER_OK, 1);
+	sluice_virtio_pci_needs_reset(&vp);
+	command_write(PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	KTAP_EXPECT(starts == 1 && !vp.started, "a device that needs a reset was started");
+	bar_write(CC_STATUS, 0, 1);
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(setup), KTAP_CASE(needs_reset_kept), KTAP_CASE(needs_reset_race),
-	  KTAP_CASE(bus_master_off_stops))
+	  KTAP_CASE(bus_master_off_stops), KTAP_CASE(driver_ok_waits_for_bus_master))

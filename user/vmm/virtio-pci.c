@@ -161,6 +161,34 @@ static void device_reset(struct sluice_virtio_pci *vp)
 }
 
 /*
+ * vCPU thread, transport lock held: DRIVER_OK is set (just written, or
+ * Bus Master just came back on): start the device unless it runs already,
+ * needs a reset, or may not do DMA.  Like QEMU, a DRIVER_OK written while
+ * Bus Master is off is kept in the status, and the device starts when the
+ * driver turns Bus Master on.
+ */
+static void device_start(struct sluice_virtio_pci *vp)
+{
+	unsigned int i;
+	int ret;
+
+	if (vp->started || vp->dma_off || (status_get(vp) & VIRTIO_CONFIG_S_NEEDS_RESET))
+		return;
+	for (i = 0; i < vp->nr_queues; i++) {
+		struct sluice_virtio_queue *q = &vp->queues[i];
+
+		q->call_fd = q->msix_vector < vp->nr_vectors ? vp->vectors[q->msix_vector].fd : -1;
+	}
+	ret = vp->ops->start(vp->dev, vp->guest_features);
+	if (ret) {
+		fprintf(stderr, "sluice: %s: cannot start the device: %s\n", vp->ops->name, strerror(-ret));
+		sluice_virtio_pci_needs_reset(vp);
+		return;
+	}
+	vp->started = true;
+}
+
+/*
  * vCPU thread, transport lock held: the driver wrote the device status.
  * IOThreads may set NEEDS_RESET at any moment (sluice_virtio_pci_needs_reset,
  * lock-free), so the new value replaces the old one by compare-and-swap:
@@ -170,8 +198,6 @@ static void device_reset(struct sluice_virtio_pci *vp)
 static void status_write(struct sluice_virtio_pci *vp, uint8_t val)
 {
 	uint8_t old, new;
-	unsigned int i;
-	int ret;
 
 	if (!val) {
 		device_reset(vp);
@@ -189,21 +215,8 @@ static void status_write(struct sluice_virtio_pci *vp, uint8_t val)
 		/* NEEDS_RESET is the device's: the driver cannot clear it but by a reset. */
 		new |= old & VIRTIO_CONFIG_S_NEEDS_RESET;
 	} while (!__atomic_compare_exchange_n(&vp->status, &old, new, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE));
-	if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK) && !vp->started &&
-	    !(new & VIRTIO_CONFIG_S_NEEDS_RESET)) {
-		for (i = 0; i < vp->nr_queues; i++) {
-			struct sluice_virtio_queue *q = &vp->queues[i];
-
-			q->call_fd = q->msix_vector < vp->nr_vectors ? vp->vectors[q->msix_vector].fd : -1;
-		}
-		ret = vp->ops->start(vp->dev, vp->guest_features);
-		if (ret) {
-			fprintf(stderr, "sluice: %s: cannot start the device: %s\n", vp->ops->name, strerror(-ret));
-			sluice_virtio_pci_needs_reset(vp);
-			return;
-		}
-		vp->started = true;
-	}
+	if ((new & VIRTIO_CONFIG_S_DRIVER_OK) && !(old & VIRTIO_CONFIG_S_DRIVER_OK))
+		device_start(vp);
 }
 
 /* vCPU thread, transport lock held. */
@@ -432,8 +445,17 @@ static void vp_config_written(struct sluice_pci_dev *pci, unsigned int off, unsi
 	if (!command && !msix)
 		return;
 	pthread_mutex_lock(&vp->lock);
-	if (command && !(sluice_pci_cfg_read(&vp->pci, PCI_COMMAND, 2) & PCI_COMMAND_MASTER))
-		bus_master_off(vp);
+	if (command) {
+		/*
+		 * As QEMU: only a command write that clears Bus Master disables
+		 * the device (the reset value, never written, does not).
+		 */
+		vp->dma_off = !(sluice_pci_cfg_read(&vp->pci, PCI_COMMAND, 2) & PCI_COMMAND_MASTER);
+		if (vp->dma_off)
+			bus_master_off(vp);
+		else if (status_get(vp) & VIRTIO_CONFIG_S_DRIVER_OK)
+			device_start(vp);
+	}
 	if (msix)
 		for (i = 0; i < vp->nr_vectors; i++)
 			vector_update(vp, i);

@@ -83,6 +83,7 @@ struct sluice_virtio_pci {
 	struct sluice_msix_vector vectors[SLUICE_VIRTIO_MAX_QUEUES + 1];
 	int msix_cap;				/* config space offset of the MSI-X capability */
 	bool started;				/* ops->start succeeded and no reset since */
+	bool dma_off;				/* the driver's last command write cleared Bus Master */
 };
 
 /* Main thread, before the vCPUs run: create the PCI function for @dev. */
