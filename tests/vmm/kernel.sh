@@ -141,6 +141,37 @@ kernel_qcow2_counters() {
 	qemu-img check -q "$over" || { echo "qemu-img check found problems"; return 1; }
 }
 
+# An allocated qcow2 on the kernel dataplane: at attach the VMM maps every allocated cluster into the
+# module, so the guest's random reads over the whole disk are all served in the kernel, the first read
+# of each cluster too: nothing is forwarded to userspace.
+kernel_qcow2_premap() {
+	local raw=$WORK/kp.raw img=$WORK/kp.qcow2 d=/sys/class/sluice_blk/kp pid st ext=0 fb=0 hits=0 e f h
+	head -c $((64 * MIB)) /dev/zero | tr '\0' '\377' >"$raw"
+	qemu-img convert -f raw -O qcow2 -o cluster_size=64k "$raw" "$img" || return 1
+	rm -f "$raw"
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=load:read:1:3" \
+		--cpus 1 --drive file="$img",format=qcow2,id=kp,queues=1,dataplane=kernel \
+		>"$WORK/kp.out" 2>"$WORK/kp.err" </dev/null &
+	pid=$!
+	while kill -0 $pid 2>/dev/null; do
+		h=$(cat $d/extent_hits 2>/dev/null) f=$(cat $d/queues/0/fallback 2>/dev/null) e=$(cat $d/extents 2>/dev/null)
+		[ -n "$h" ] && [ "$h" -gt "$hits" ] && hits=$h
+		[ -n "$f" ] && [ "$f" -gt "$fb" ] && fb=$f
+		[ -n "$e" ] && [ "$e" -gt "$ext" ] && ext=$e
+		sleep 0.2
+	done
+	wait $pid
+	st=$?
+	died_before_init kp $st && return 75
+	[ "$st" = 0 ] || { echo "exit status $st"; show kp; return 1; }
+	lines kp SLUICE-IOPS | grep -q '^read qd1 [1-9]' || { echo "no read load result"; show kp; return 1; }
+	echo "# mapped clusters $ext, kernel hits $hits, forwarded to userspace $fb"
+	[ "$ext" = 1024 ] || { echo "$ext of the 1024 allocated clusters mapped"; return 1; }
+	[ "$fb" = 0 ] || { echo "$fb requests were forwarded to userspace"; return 1; }
+	[ "$hits" -gt 0 ] || { echo "the kernel served nothing from the extent map"; return 1; }
+	qemu-img check -q "$img" || { echo "qemu-img check found problems"; return 1; }
+}
+
 # qcow2 on the kernel dataplane, the VMM killed (-9) while the guest allocates clusters and flushes:
 # qemu-img check finds no corruption (leaks are allowed), every write the guest saw flushed is in the
 # image, and a discarded range written again holds the new data.
@@ -219,7 +250,7 @@ kernel_qcow2_first_touch() {
 		{ echo "the image does not hold the 16 concurrent writes"; return 1; }
 }
 
-ktap_plan 9
+ktap_plan 10
 if ! out=$(prereq_kernel); then
 	ktap_diag "$out"
 	exit 1
@@ -232,5 +263,6 @@ ktap_run_vm "without the module: kernel fails clearly, auto falls back to user" 
 ktap_run_vm "qcow2 over a backing file, dataplane=kernel: guest verify, qemu-img check, host content" kernel_qcow2_verify
 ktap_run_vm "qcow2, dataplane=kernel under load: fallbacks install extents, then kernel hits; image clean" kernel_qcow2_counters
 ktap_run_vm "qcow2, dataplane=kernel: a cluster's first write falls back, the next stays in the kernel; 16 concurrent writes to one cluster" kernel_qcow2_first_touch
+ktap_run_vm "qcow2, dataplane=kernel: allocated clusters are mapped at attach; random reads all stay in the kernel" kernel_qcow2_premap
 ktap_run_vm "qcow2, dataplane=kernel, VMM killed -9 mid-run: no corruption, every flushed write present, discard then write" kernel_qcow2_kill9
 ktap_finish

@@ -42,6 +42,8 @@ struct vblk_kernel {
 	/* The image's ctx only (upcall coroutines): see vblk_kernel_revoke_begin(). */
 	unsigned int revoking;		/* cluster changes running */
 	uint64_t map_gen;		/* bumped when one starts and when it ends */
+	bool premapping;		/* atomic: vblk_kernel_co_premap() runs */
+	bool premap_stop;		/* atomic: the disk goes; it ends at its next chunk */
 };
 
 #define VBLK_KERNEL_RING	256	/* upcall ring entries */
@@ -110,6 +112,69 @@ static void coroutine_fn GRAPH_RDLOCK vblk_kernel_co_map(struct sluice_vblk *vbl
 	for (i = 0; i < n; i++)
 		sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
 			       ext[i].writable && !vblk->readonly);
+}
+
+/*
+ * At most this many clusters are mapped ahead (vblk_kernel_co_premap): 4 Mi,
+ * 256 GiB of 64 KiB clusters, some 36 MiB of the module's extent map at worst;
+ * about the reach of QEMU's default qcow2 L2 cache.
+ */
+#define VBLK_KERNEL_PREMAP_MAX	(4ULL << 20)
+
+/*
+ * Coroutine in the image's ctx, started at attach: hand the module every
+ * allocated cluster of the image, so that the first request to one is served
+ * in the kernel too.  (Else each cluster's first request is forwarded here and
+ * maps it on its way back: random reads over a fresh VM's disk pay a round trip
+ * to userspace per cluster.)  It runs beside the guest's requests, one chunk of
+ * runs at a time, under their install rule (vblk_kernel_co_map): a chunk that
+ * overlapped a cluster change is looked up again.  It ends after
+ * VBLK_KERNEL_PREMAP_MAX clusters, on an error (forwarded requests still map
+ * what they touch), or when the disk goes (k->premap_stop).
+ */
+static void coroutine_fn vblk_kernel_co_premap(void *opaque)
+{
+	struct sluice_vblk *vblk = opaque;
+	struct vblk_kernel *k = vblk->kernel;
+	struct qcow2_extent ext[64];
+	uint64_t off = 0, clusters = 0, gen;
+	int i, n;
+
+	while (off < vblk->capacity && clusters < VBLK_KERNEL_PREMAP_MAX &&
+	       !__atomic_load_n(&k->premap_stop, __ATOMIC_ACQUIRE)) {
+		if (k->revoking) {
+			sluice_co_sleep_ns(100 * 1000);
+			continue;
+		}
+		gen = k->map_gen;
+		sluice_graph_co_rdlock();
+		n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, vblk->capacity - off, ext, G_N_ELEMENTS(ext));
+		/* No yield from here to the ioctls: the check stays true while they run. */
+		if (n < 0 || k->map_gen != gen || k->revoking) {
+			sluice_graph_co_rdunlock();
+			if (n < 0)
+				break;
+			continue;
+		}
+		for (i = 0; i < n; i++) {
+			if (sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
+					   ext[i].writable && !vblk->readonly))
+				break;
+			clusters += ext[i].bytes >> k->cluster_bits;
+		}
+		sluice_graph_co_rdunlock();
+		if (i < n || n < (int)G_N_ELEMENTS(ext))
+			break;		/* a refusal (ENOMEM), or the rest of the disk had fewer runs */
+		off = ext[n - 1].offset + ext[n - 1].bytes;
+		sluice_co_sleep_ns(0);	/* let the guest's requests in between chunks */
+	}
+	__atomic_store_n(&k->premapping, false, __ATOMIC_RELEASE);
+}
+
+/* IOThread (the image's ctx, through sluice_aio_run_sync): start vblk_kernel_co_premap(). */
+static void vblk_kernel_start_premap(void *opaque)
+{
+	sluice_co_enter(sluice_co_create(vblk_kernel_co_premap, opaque));
 }
 
 /*
@@ -346,6 +411,8 @@ static int vblk_kernel_attach_qcow2(struct sluice_vblk *vblk, struct vblk_kernel
 		return ret;
 	k->ctx = sluice_blk_get_aio_context(vblk->blk);
 	sluice_aio_run_sync(k->ctx, vblk_kernel_watch_upcalls, vblk);
+	__atomic_store_n(&k->premapping, true, __ATOMIC_RELEASE);
+	sluice_aio_run_sync(k->ctx, vblk_kernel_start_premap, vblk);
 	return 0;
 }
 
@@ -362,6 +429,10 @@ static void vblk_kernel_free(struct sluice_vblk *vblk, struct vblk_kernel *k)
 	}
 	if (k->ctx)
 		sluice_aio_run_sync(k->ctx, vblk_kernel_unwatch_upcalls, vblk);
+	/* The premap coroutine uses the module's fd: it ends before the close. */
+	__atomic_store_n(&k->premap_stop, true, __ATOMIC_RELEASE);
+	while (__atomic_load_n(&k->premapping, __ATOMIC_ACQUIRE))
+		usleep(1000);
 	sluice_kdp_close(k->kdp);	/* stops the module's queues, cancels what was forwarded */
 	vblk_kernel_wait_upcalls(k);
 	if (k->req_ring && k->req_ring != MAP_FAILED)
