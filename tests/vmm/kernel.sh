@@ -100,6 +100,22 @@ without_the_module() {
 	return $ret
 }
 
+# watch_extents PID DIR: until sluice PID ends, sample the module's counters of disk DIR
+# (/sys/class/sluice_blk/NAME): the highest extent_hits, queue 0's fallback and extents seen go to
+# hits, fb and ext.  Returns PID's exit status.
+watch_extents() {
+	local h f e
+	hits=0 fb=0 ext=0
+	while kill -0 "$1" 2>/dev/null; do
+		h=$(cat "$2"/extent_hits 2>/dev/null) f=$(cat "$2"/queues/0/fallback 2>/dev/null) e=$(cat "$2"/extents 2>/dev/null)
+		[ -n "$h" ] && [ "$h" -gt "$hits" ] && hits=$h
+		[ -n "$f" ] && [ "$f" -gt "$fb" ] && fb=$f
+		[ -n "$e" ] && [ "$e" -gt "$ext" ] && ext=$e
+		sleep 0.2
+	done
+	wait "$1"
+}
+
 # qcow2 over a raw backing file on the kernel dataplane: the guest's verify pass, then the host's view.
 kernel_qcow2_verify() {
 	local base over=$WORK/kq.qcow2
@@ -115,21 +131,14 @@ kernel_qcow2_verify() {
 
 # The same under load: first touches fall back to userspace, the next ones stay in the kernel.
 kernel_qcow2_counters() {
-	local base over=$WORK/kl.qcow2 pid st d=/sys/class/sluice_blk/kl hits=0 fb=0 ext=0 h f e
+	local base over=$WORK/kl.qcow2 pid st d=/sys/class/sluice_blk/kl hits fb ext
 	base=$(mkdisk klbase)
 	qemu-img create -q -f qcow2 -b "$base" -F raw "$over" || return 1
 	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:20" \
 		--cpus 1 --drive file="$over",format=qcow2,id=kl,queues=1,dataplane=kernel \
 		>"$WORK/kl.out" 2>"$WORK/kl.err" </dev/null &
 	pid=$!
-	while kill -0 $pid 2>/dev/null; do
-		h=$(cat $d/extent_hits 2>/dev/null) f=$(cat $d/queues/0/fallback 2>/dev/null) e=$(cat $d/extents 2>/dev/null)
-		[ -n "$h" ] && [ "$h" -gt "$hits" ] && hits=$h
-		[ -n "$f" ] && [ "$f" -gt "$fb" ] && fb=$f
-		[ -n "$e" ] && [ "$e" -gt "$ext" ] && ext=$e
-		sleep 0.2
-	done
-	wait $pid
+	watch_extents $pid $d
 	st=$?
 	died_before_init kl $st && return 75
 	[ "$st" = 0 ] || { echo "exit status $st"; show kl; return 1; }
@@ -145,7 +154,7 @@ kernel_qcow2_counters() {
 # module, so the guest's random reads over the whole disk are all served in the kernel, the first read
 # of each cluster too: nothing is forwarded to userspace.
 kernel_qcow2_premap() {
-	local raw=$WORK/kp.raw img=$WORK/kp.qcow2 d=/sys/class/sluice_blk/kp pid st ext=0 fb=0 hits=0 e f h
+	local raw=$WORK/kp.raw img=$WORK/kp.qcow2 d=/sys/class/sluice_blk/kp pid st hits fb ext
 	head -c $((64 * MIB)) /dev/zero | tr '\0' '\377' >"$raw"
 	qemu-img convert -f raw -O qcow2 -o cluster_size=64k "$raw" "$img" || return 1
 	rm -f "$raw"
@@ -153,14 +162,7 @@ kernel_qcow2_premap() {
 		--cpus 1 --drive file="$img",format=qcow2,id=kp,queues=1,dataplane=kernel \
 		>"$WORK/kp.out" 2>"$WORK/kp.err" </dev/null &
 	pid=$!
-	while kill -0 $pid 2>/dev/null; do
-		h=$(cat $d/extent_hits 2>/dev/null) f=$(cat $d/queues/0/fallback 2>/dev/null) e=$(cat $d/extents 2>/dev/null)
-		[ -n "$h" ] && [ "$h" -gt "$hits" ] && hits=$h
-		[ -n "$f" ] && [ "$f" -gt "$fb" ] && fb=$f
-		[ -n "$e" ] && [ "$e" -gt "$ext" ] && ext=$e
-		sleep 0.2
-	done
-	wait $pid
+	watch_extents $pid $d
 	st=$?
 	died_before_init kp $st && return 75
 	[ "$st" = 0 ] || { echo "exit status $st"; show kp; return 1; }
