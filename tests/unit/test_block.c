@@ -92,6 +92,50 @@ static enum ktap_result unref_parent_unquiesces_child(void)
 	return KTAP_PASS;
 }
 
+struct parked_read {
+	struct sluice_blk *blk;
+	char buf[512];
+	int ret;
+	bool done;
+};
+
+static void coroutine_fn parked_read_co(void *opaque)
+{
+	struct parked_read *p = opaque;
+	struct iovec iov = { p->buf, sizeof(p->buf) };
+
+	p->ret = sluice_blk_co_preadv(p->blk, 0, sizeof(p->buf), &iov, 1, 0);
+	p->done = true;
+}
+
+/*
+ * The last unref of a backend whose caller still submits: a request parked in
+ * a drained section fails with -ENOMEDIUM instead of staying parked (leaked,
+ * on freed memory) for ever.
+ */
+static enum ktap_result unref_fails_parked_request(void)
+{
+	char path[4200];
+	struct parked_read p = { .ret = 1 };
+	struct sluice_bds *root;
+
+	p.blk = open_new(path, sizeof(path), "parked.img", MiB, "raw", SLUICE_BDRV_O_RDWR);
+	KTAP_EXPECT(p.blk, "open");
+	root = sluice_blk_bs(p.blk);
+	sluice_bds_ref(root);		/* the test's drained section outlives the backend */
+	sluice_bds_drained_begin(root);
+	sluice_co_enter(sluice_co_create(parked_read_co, &p));
+	KTAP_EXPECT(!p.done && sluice_blk_in_flight(p.blk) == 1, "the read did not park (done %d)", p.done);
+	sluice_blk_unref(p.blk);
+	KTAP_EXPECT(p.done, "the parked read never finished");
+	KTAP_EXPECT(p.ret == -ENOMEDIUM, "the parked read returned %d", p.ret);
+	sluice_bds_drained_end(root);
+	KTAP_EXPECT(!root->quiesce_counter, "root still quiesced: %u", root->quiesce_counter);
+	sluice_bds_unref(root);
+	unlink(path);
+	return KTAP_PASS;
+}
+
 static enum ktap_result bad_filename_errors(void)
 {
 	char *err = NULL;
@@ -752,6 +796,7 @@ static enum ktap_result last_cleanup(void)
 
 KTAP_MAIN(KTAP_CASE(open_close_refcount),
 	  KTAP_CASE(unref_parent_unquiesces_child),
+	  KTAP_CASE(unref_fails_parked_request),
 	  KTAP_CASE(bad_filename_errors),
 	  KTAP_CASE(rw_flush_bounds),
 	  KTAP_CASE(discard_makes_hole),

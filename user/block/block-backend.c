@@ -39,6 +39,7 @@ struct sluice_blk {
 	unsigned int refcnt;		/* main thread */
 	unsigned int in_flight;		/* atomic: requests of this backend, parked ones included */
 	unsigned int active;		/* atomic: in_flight minus the parked ones */
+	bool dying;			/* atomic: the last reference is going; requests fail */
 	bool multiqueue;		/* every node's driver is multiqueue: no hop to the root's ctx */
 	/*
 	 * Parked requests.  The requests park in the root's ctx thread and
@@ -80,6 +81,18 @@ void sluice_blk_unref(struct sluice_blk *blk)
 	if (!blk || --blk->refcnt)
 		return;
 	sluice_bds_drained_begin(blk->root);
+	if (__atomic_load_n(&blk->in_flight, __ATOMIC_SEQ_CST)) {
+		/*
+		 * Requests parked in the drained section: their caller submitted
+		 * them as it let go (its error).  Fail them with -ENOMEDIUM rather
+		 * than leave them parked on a freed backend: wake them, and drain
+		 * again; while dying, bds_busy() counts them until they have left.
+		 */
+		__atomic_store_n(&blk->dying, true, __ATOMIC_SEQ_CST);
+		sluice_blk_root_drained_end(blk);
+		sluice_bds_drained_begin(blk->root);
+		sluice_bds_drained_end(blk->root);
+	}
 	sluice_graph_wrlock();
 	blk->root->blk = NULL;
 	sluice_graph_wrunlock();
@@ -123,9 +136,11 @@ unsigned int sluice_blk_in_flight(struct sluice_blk *blk)
 	return __atomic_load_n(&blk->in_flight, __ATOMIC_SEQ_CST);
 }
 
-/* Any thread. */
+/* Any thread: requests a drain waits for (parked ones too once the backend is dying). */
 unsigned int sluice_blk_active(struct sluice_blk *blk)
 {
+	if (__atomic_load_n(&blk->dying, __ATOMIC_SEQ_CST))
+		return __atomic_load_n(&blk->in_flight, __ATOMIC_SEQ_CST);
 	return __atomic_load_n(&blk->active, __ATOMIC_SEQ_CST);
 }
 
@@ -187,15 +202,21 @@ static void coroutine_fn blk_co_wait_while_drained(struct sluice_blk *blk)
  * multiqueue: then the request stays in the caller's ctx and uses its
  * io_uring) and wait for any drained section to end; on return the request
  * counts in the root's in_flight, so a drain that starts now waits for it.
- * Returns the ctx the caller ran in (to go back to).
+ * Returns the ctx the caller ran in (to go back to); *@err is -ENOMEDIUM,
+ * and nothing counted in the root, once the backend is dying.
  */
-static struct sluice_aio_ctx *coroutine_fn blk_co_begin(struct sluice_blk *blk)
+static struct sluice_aio_ctx *coroutine_fn blk_co_begin(struct sluice_blk *blk, int *err)
 {
 	struct sluice_aio_ctx *orig = sluice_aio_current();
 
+	*err = 0;
 	for (;;) {
 		struct sluice_aio_ctx *ctx = __atomic_load_n(&blk->root->ctx, __ATOMIC_SEQ_CST);
 
+		if (__atomic_load_n(&blk->dying, __ATOMIC_SEQ_CST)) {
+			*err = -ENOMEDIUM;	/* see sluice_blk_unref() */
+			return orig;
+		}
 		if (!blk->multiqueue && ctx != sluice_aio_current()) {
 			sluice_co_move_to(ctx);
 			continue;
@@ -247,7 +268,16 @@ static int coroutine_fn blk_co_do(struct sluice_blk *blk, const struct blk_req *
 	DTRACE_PROBE5(sluice, blk_req_start, blk, (int)r->op, r->offset, r->bytes, self);
 	__atomic_add_fetch(&blk->in_flight, 1, __ATOMIC_SEQ_CST);
 	__atomic_add_fetch(&blk->active, 1, __ATOMIC_SEQ_CST);
-	orig = blk_co_begin(blk);
+	orig = blk_co_begin(blk, &ret);
+	if (ret) {
+		/* Not counted in the root: only the backend's counts to undo. */
+		__atomic_sub_fetch(&blk->in_flight, 1, __ATOMIC_SEQ_CST);
+		blk_dec_active(blk);
+		if (orig && orig != sluice_aio_current())
+			sluice_co_move_to(orig);
+		DTRACE_PROBE6(sluice, blk_req_done, blk, (int)r->op, r->offset, r->bytes, self, ret);
+		return ret;
+	}
 	bs = blk->root;
 
 	sluice_graph_co_rdlock();
