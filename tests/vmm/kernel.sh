@@ -100,20 +100,28 @@ without_the_module() {
 	return $ret
 }
 
-# watch_extents PID DIR: until sluice PID ends, sample the module's counters of disk DIR
-# (/sys/class/sluice_blk/NAME): the highest extent_hits, queue 0's fallback and extents seen go to
-# hits, fb and ext.  Returns PID's exit status.
-watch_extents() {
-	local h f e
+# extents_guest NAME IMG LOAD: a 1-vCPU guest running sluice.blk=LOAD on the qcow2 IMG (drive NAME,
+# dataplane=kernel), the module's counters of the disk sampled until it ends: the highest extent_hits,
+# queue 0's fallback and extents seen go to hits, fb and ext.  0 when sluice exited 0, 75 when the guest
+# died before /init (ktap_run_vm runs the case again), else 1 with what the guest printed.
+extents_guest() {
+	local d=/sys/class/sluice_blk/$1 pid st h f e
 	hits=0 fb=0 ext=0
-	while kill -0 "$1" 2>/dev/null; do
-		h=$(cat "$2"/extent_hits 2>/dev/null) f=$(cat "$2"/queues/0/fallback 2>/dev/null) e=$(cat "$2"/extents 2>/dev/null)
+	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=$3" \
+		--cpus 1 --drive file="$2",format=qcow2,id="$1",queues=1,dataplane=kernel \
+		>"$WORK/$1.out" 2>"$WORK/$1.err" </dev/null &
+	pid=$!
+	while kill -0 $pid 2>/dev/null; do
+		h=$(cat $d/extent_hits 2>/dev/null) f=$(cat $d/queues/0/fallback 2>/dev/null) e=$(cat $d/extents 2>/dev/null)
 		[ -n "$h" ] && [ "$h" -gt "$hits" ] && hits=$h
 		[ -n "$f" ] && [ "$f" -gt "$fb" ] && fb=$f
 		[ -n "$e" ] && [ "$e" -gt "$ext" ] && ext=$e
 		sleep 0.2
 	done
-	wait "$1"
+	wait $pid
+	st=$?
+	died_before_init "$1" $st && return 75
+	[ "$st" = 0 ] || { echo "exit status $st"; show "$1"; return 1; }
 }
 
 # qcow2 over a raw backing file on the kernel dataplane: the guest's verify pass, then the host's view.
@@ -131,17 +139,10 @@ kernel_qcow2_verify() {
 
 # The same under load: first touches fall back to userspace, the next ones stay in the kernel.
 kernel_qcow2_counters() {
-	local base over=$WORK/kl.qcow2 pid st d=/sys/class/sluice_blk/kl hits fb ext
+	local base over=$WORK/kl.qcow2 hits fb ext
 	base=$(mkdisk klbase)
 	qemu-img create -q -f qcow2 -b "$base" -F raw "$over" || return 1
-	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=loop:20" \
-		--cpus 1 --drive file="$over",format=qcow2,id=kl,queues=1,dataplane=kernel \
-		>"$WORK/kl.out" 2>"$WORK/kl.err" </dev/null &
-	pid=$!
-	watch_extents $pid $d
-	st=$?
-	died_before_init kl $st && return 75
-	[ "$st" = 0 ] || { echo "exit status $st"; show kl; return 1; }
+	extents_guest kl "$over" loop:20 || return $?
 	tr -d '\r' <"$WORK/kl.out" | grep -q "SLUICE-BLK-LOOP: rounds=20 bad=0" ||
 		{ echo "guest loop: $(tr -d '\r' <"$WORK/kl.out" | grep SLUICE-BLK-LOOP)"; return 1; }
 	echo "# kernel hits $hits, forwarded to userspace $fb, mapped clusters $ext"
@@ -154,18 +155,11 @@ kernel_qcow2_counters() {
 # module, so the guest's random reads over the whole disk are all served in the kernel, the first read
 # of each cluster too: nothing is forwarded to userspace.
 kernel_qcow2_premap() {
-	local raw=$WORK/kp.raw img=$WORK/kp.qcow2 d=/sys/class/sluice_blk/kp pid st hits fb ext
+	local raw=$WORK/kp.raw img=$WORK/kp.qcow2 hits fb ext
 	head -c $((64 * MIB)) /dev/zero | tr '\0' '\377' >"$raw"
 	qemu-img convert -f raw -O qcow2 -o cluster_size=64k "$raw" "$img" || return 1
 	rm -f "$raw"
-	timeout -k 5 600 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --append "$APPEND sluice.blk=load:read:1:3" \
-		--cpus 1 --drive file="$img",format=qcow2,id=kp,queues=1,dataplane=kernel \
-		>"$WORK/kp.out" 2>"$WORK/kp.err" </dev/null &
-	pid=$!
-	watch_extents $pid $d
-	st=$?
-	died_before_init kp $st && return 75
-	[ "$st" = 0 ] || { echo "exit status $st"; show kp; return 1; }
+	extents_guest kp "$img" load:read:1:3 || return $?
 	lines kp SLUICE-IOPS | grep -q '^read qd1 [1-9]' || { echo "no read load result"; show kp; return 1; }
 	echo "# mapped clusters $ext, kernel hits $hits, forwarded to userspace $fb"
 	[ "$ext" = 1024 ] || { echo "$ext of the 1024 allocated clusters mapped"; return 1; }
