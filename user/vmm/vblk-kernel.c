@@ -93,25 +93,47 @@ static void vblk_kernel_revoke_end(struct vblk_kernel *k)
 }
 
 /*
+ * Coroutine in the image's ctx, graph reader lock held: look up the runs of
+ * allocated clusters in [off, off + len) (up to @max, into @ext) and install
+ * them in the module, unless a cluster change ran since @gen (k->map_gen when
+ * the caller began, or what revoke_begin() returned, then @own = 1).  Returns
+ * the number of runs looked up, -EAGAIN when a change ran (nothing installed),
+ * or the lookup's or the first refused install's -errno.
+ */
+static int coroutine_fn GRAPH_RDLOCK vblk_kernel_co_install(struct sluice_vblk *vblk, uint64_t off, uint64_t len,
+							    uint64_t gen, unsigned int own,
+							    struct qcow2_extent *ext, unsigned int max)
+{
+	struct vblk_kernel *k = vblk->kernel;
+	int i, n, ret = 0;
+
+	n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, len, ext, max);
+	if (n < 0)
+		return n;
+	/* No yield from here to the ioctls: the check stays true while they run. */
+	if (k->map_gen != gen || k->revoking != own)
+		return -EAGAIN;
+	for (i = 0; i < n; i++) {
+		int r = sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
+				       ext[i].writable && !vblk->readonly);
+
+		if (r && !ret)
+			ret = r;
+	}
+	return ret ? ret : n;
+}
+
+/*
  * Coroutine in the image's ctx: after a forwarded read or write, hand the
  * clusters now allocated in [off, off + len) to the module, so the next
- * request there stays in the kernel.  @gen: k->map_gen when the request
- * began (or what revoke_begin() returned, then @own = 1).
+ * request there stays in the kernel.  @gen, @own: as vblk_kernel_co_install().
  */
 static void coroutine_fn GRAPH_RDLOCK vblk_kernel_co_map(struct sluice_vblk *vblk, uint64_t off, uint64_t len,
 					    uint64_t gen, unsigned int own)
 {
-	struct vblk_kernel *k = vblk->kernel;
 	struct qcow2_extent ext[16];
-	int i, n;
 
-	n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, len, ext, 16);
-	/* No yield from here to the ioctls: the check stays true while they run. */
-	if (k->map_gen != gen || k->revoking != own)
-		return;
-	for (i = 0; i < n; i++)
-		sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
-			       ext[i].writable && !vblk->readonly);
+	vblk_kernel_co_install(vblk, off, len, gen, own, ext, G_N_ELEMENTS(ext));
 }
 
 /*
@@ -137,7 +159,7 @@ static void coroutine_fn vblk_kernel_co_premap(void *opaque)
 	struct sluice_vblk *vblk = opaque;
 	struct vblk_kernel *k = vblk->kernel;
 	struct qcow2_extent ext[64];
-	uint64_t off = 0, clusters = 0, gen;
+	uint64_t off = 0, clusters = 0;
 	int i, n;
 
 	while (off < vblk->capacity && clusters < VBLK_KERNEL_PREMAP_MAX &&
@@ -146,25 +168,15 @@ static void coroutine_fn vblk_kernel_co_premap(void *opaque)
 			sluice_co_sleep_ns(100 * 1000);
 			continue;
 		}
-		gen = k->map_gen;
 		sluice_graph_co_rdlock();
-		n = qcow2_co_get_extents(sluice_blk_bs(vblk->blk), off, vblk->capacity - off, ext, G_N_ELEMENTS(ext));
-		/* No yield from here to the ioctls: the check stays true while they run. */
-		if (n < 0 || k->map_gen != gen || k->revoking) {
-			sluice_graph_co_rdunlock();
-			if (n < 0)
-				break;
-			continue;
-		}
-		for (i = 0; i < n; i++) {
-			if (sluice_kdp_map(k->kdp, ext[i].offset, ext[i].bytes, ext[i].host,
-					   ext[i].writable && !vblk->readonly))
-				break;
-			clusters += ext[i].bytes >> k->cluster_bits;
-		}
+		n = vblk_kernel_co_install(vblk, off, vblk->capacity - off, k->map_gen, 0, ext, G_N_ELEMENTS(ext));
 		sluice_graph_co_rdunlock();
-		if (i < n || n < (int)G_N_ELEMENTS(ext))
-			break;		/* a refusal (ENOMEM), or the rest of the disk had fewer runs */
+		if (n == -EAGAIN)
+			continue;
+		if (n < 0 || n < (int)G_N_ELEMENTS(ext))
+			break;		/* a lookup error or refusal (ENOMEM), or the rest had fewer runs */
+		for (i = 0; i < n; i++)
+			clusters += ext[i].bytes >> k->cluster_bits;
 		off = ext[n - 1].offset + ext[n - 1].bytes;
 		sluice_co_sleep_ns(0);	/* let the guest's requests in between chunks */
 	}
