@@ -141,8 +141,8 @@ for v in "${KVERS[@]}"; do
 		# is repeated, at most twice, loudly, with each such console kept, for the suites that had not
 		# finished (run_suites.sh leaves SUITE.done beside each finished suite's KTAP).  Any other lab
 		# failure, an oops anywhere else, or a third such death, fails.
-		if [ "$try" -lt 3 ] && [ "$st" -eq 125 ] && grep -q -E \
-			'corrupted stack end detected inside scheduler|RIP: 0010:__schedule\+|Oops: int3' "$C/lab-$v.log"; then
+		flaw='corrupted stack end detected inside scheduler|RIP: 0010:__schedule\+[^ ]*|Oops: int3'
+		if [ "$try" -lt 3 ] && [ "$st" -eq 125 ] && grep -q -E "$flaw" "$C/lab-$v.log"; then
 			mv "$C/lab-$v.log" "$C/lab-$v.panic$try.log"
 			# lab.sh empties its results directory: keep the finished suites' KTAP aside.
 			rest=$(grep -v '^#' "$REPO/tests/lab/SUITES" | while read -r s; do
@@ -152,8 +152,8 @@ for v in "${KVERS[@]}"; do
 					printf '%s ' "$s"
 				fi
 			done)
-			say "lab on $v: the L1 lab kernel died in its scheduler ($(grep -m1 -o -E 'corrupted stack end|RIP: 0010:__schedule[^ ]*|Oops: int3' \
-				"$C/lab-$v.panic$try.log"), $C/lab-$v.panic$try.log); running it again for: ${rest:-nothing left?}"
+			say "lab on $v: the L1 lab kernel died in its scheduler ($(grep -m1 -o -E "$flaw" "$C/lab-$v.panic$try.log")," \
+				"$C/lab-$v.panic$try.log); running it again for: ${rest:-nothing left?}"
 			[ -n "$rest" ] || break
 			continue
 		fi
