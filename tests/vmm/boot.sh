@@ -111,17 +111,38 @@ bad_inputs() {
 	fails_with "unknown option" --kernel "$KERNEL" --frobnicate || return 1
 	fails_with "format=raw|qcow2 is required" --kernel "$KERNEL" --drive file=x.img || return 1
 	fails_with "--kernel is required" --cpus 1 || return 1
+	fails_with "--kernel-cache /proc/sluice-none: cannot be created" --kernel "$KERNEL" \
+		--kernel-cache /proc/sluice-none || return 1
+}
+
+# The decompressed-kernel cache, end to end: the first boot stores the kernel (one entry), the next
+# boots from it (a hit touches the entry's mtime and adds none).
+kernel_cache() {
+	local kc=$WORK/kc e size
+	mkdir -m 700 "$kc"
+	boot kc1 --kernel-cache "$kc" --append "$APPEND"
+	[ "$(cat "$WORK/kc1.rc")" = 0 ] || { echo "first boot: exit status $(cat "$WORK/kc1.rc")"; show kc1; return 1; }
+	e=$(echo "$kc"/vmlinux-*)
+	[ -f "$e" ] && [ "$(ls -A "$kc" | wc -l)" = 1 ] || { echo "after one boot the cache holds: $(ls -A "$kc")"; return 1; }
+	size=$(stat -c %s "$e")
+	touch -d @1000000 "$e"
+	boot kc2 --kernel-cache "$kc" --append "$APPEND"
+	[ "$(cat "$WORK/kc2.rc")" = 0 ] || { echo "second boot: exit status $(cat "$WORK/kc2.rc")"; show kc2; return 1; }
+	grep -q 'SLUICE-MARKER: init is running' "$WORK/kc2.out" || { echo "second boot: no /init"; show kc2; return 1; }
+	[ "$(stat -c %Y "$e")" -gt 1000000 ] || { echo "the second boot did not use the entry"; return 1; }
+	[ "$(ls -A "$kc" | wc -l)" = 1 ] && [ "$(stat -c %s "$e")" = "$size" ] ||
+		{ echo "the second boot changed the cache: $(ls -lA "$kc")"; return 1; }
 }
 
 help_documents_options() {
 	local out opt
 	out=$("$SLUICE" --help) || { echo "--help exited non-zero"; return 1; }
-	for opt in --kernel --initrd --append --cpus --mem --drive --iothread --control --help; do
+	for opt in --kernel --initrd --append --kernel-cache --cpus --mem --drive --iothread --control --help; do
 		grep -q -- "$opt" <<<"$out" || { echo "--help does not mention $opt"; return 1; }
 	done
 }
 
-ktap_plan 8
+ktap_plan 9
 if ! out=$(prerequisites); then
 	ktap_diag "$out"
 	exit 1
@@ -133,5 +154,6 @@ ktap_run "--append reaches the guest's /proc/cmdline" cmdline_reaches_guest
 ktap_run "stdin reaches the guest through the UART" serial_input
 ktap_run_fn "--cpus 2: the guest sees 2 CPUs" smp_two_cpus
 ktap_run_fn "--mem 3584M: RAM above the PCI hole is used" memory_above_pci_hole
-ktap_run "no guest run left a sluice error" sh -c "! cat '$WORK'/one.err '$WORK'/two.err '$WORK'/big.err 2>/dev/null | grep '^sluice:'"
+ktap_run_fn "--kernel-cache: the second boot runs the kernel the first one decompressed" kernel_cache
+ktap_run "no guest run left a sluice error" sh -c "! cat '$WORK'/one.err '$WORK'/two.err '$WORK'/big.err '$WORK'/kc[12].err 2>/dev/null | grep '^sluice:'"
 ktap_finish

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <asm/bootparam.h>
@@ -256,6 +257,7 @@ static enum ktap_result vmlinux_from_bzimage(void)
 {
 	struct sluice_vm vm = { .low_size = VM_RAM };
 	char path[512], trunc[] = "/tmp/sluice-vmlinux-XXXXXX";
+	enum sluice_kernel_load load;
 	uint64_t off, init_end, entry, end;
 	const char *why, *bad;
 	uint8_t *elf;
@@ -273,7 +275,8 @@ static enum ktap_result vmlinux_from_bzimage(void)
 		if (fd < 0)
 			continue;
 		memset(vm.ram, 0, 0x4000000);
-		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, &entry, &end, &why);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, -1, &load, &entry, &end,
+					  &why);
 		KTAP_EXPECT(!ret, "%s: %s (%d)", path, why, ret);
 		KTAP_EXPECT(entry >= 0x1000000 && entry < end && end <= init_end, "%s: entry %#llx end %#llx",
 			    path, (unsigned long long)entry, (unsigned long long)end);
@@ -290,13 +293,14 @@ static enum ktap_result vmlinux_from_bzimage(void)
 		KTAP_EXPECT(!bad, "%s, in place: %s", path, bad);
 		memset(vm.ram, 0xa5, init_end + (16 << 20));
 		memset(vm.ram, 0, 0x1000000);
-		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x1000000, init_end, VM_RAM, &entry, &end, &why);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x1000000, init_end, VM_RAM, -1, &load, &entry, &end,
+					  &why);
 		KTAP_EXPECT(!ret, "%s, copied: %s (%d)", path, why, ret);
 		bad = image_matches(vm.ram, elf, elf_len, 0x1000000, init_end + (16 << 20));
 		KTAP_EXPECT(!bad, "%s, copied: %s", path, bad);
 		free(elf);
-		KTAP_EXPECT(sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, init_end + (8 << 20), &entry,
-						&end, &why) == -ENOSPC, "%s: no room, yet loaded", path);
+		KTAP_EXPECT(sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, init_end + (8 << 20), -1, &load,
+						&entry, &end, &why) == -ENOSPC, "%s: no room, yet loaded", path);
 		/* The same payload cut short: refused. */
 		tfd = mkstemp(trunc);
 		KTAP_SYSCALL(tfd);
@@ -307,12 +311,13 @@ static enum ktap_result vmlinux_from_bzimage(void)
 
 			KTAP_EXPECT(buf && pread(fd, buf, len / 2, (off_t)off) == (ssize_t)(len / 2) &&
 				    pwrite(tfd, buf, len / 2, 0) == (ssize_t)(len / 2), "copy");
-			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, &entry, &end,
-							&why) < 0, "%s: half a payload loaded", path);
+			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, -1, &load,
+							&entry, &end, &why) < 0, "%s: half a payload loaded", path);
 			buf[0] ^= 0x55;	/* no known magic */
 			KTAP_EXPECT(pwrite(tfd, buf, len / 2, 0) == (ssize_t)(len / 2), "rewrite");
-			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, &entry, &end,
-							&why) == -EOPNOTSUPP, "%s: unknown compression accepted", path);
+			KTAP_EXPECT(sluice_vmlinux_load(&vm, tfd, 0, len / 2, 0x100000, init_end, VM_RAM, -1, &load,
+							&entry, &end, &why) == -EOPNOTSUPP,
+				    "%s: unknown compression accepted", path);
 			free(buf);
 		}
 		close(tfd);
@@ -321,6 +326,202 @@ static enum ktap_result vmlinux_from_bzimage(void)
 		tried++;
 	}
 	closedir(d);
+	munmap(vm.ram, VM_RAM);
+	if (!tried)
+		return KTAP_SKIP;	/* no kernel installed (make deps installs two) */
+	return KTAP_PASS;
+}
+
+/* The entry files (vmlinux-*) in @dir. */
+static int cache_entries(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		n += !strncmp(de->d_name, "vmlinux-", 8);
+	closedir(d);
+	return n;
+}
+
+/* The one entry file in @dir, into @path; false when there is none. */
+static bool cache_entry(const char *dir, char *path, size_t size)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	bool found = false;
+
+	if (!d)
+		return false;
+	while (!found && (de = readdir(d)))
+		if (!strncmp(de->d_name, "vmlinux-", 8)) {
+			snprintf(path, size, "%s/%s", dir, de->d_name);
+			found = true;
+		}
+	closedir(d);
+	return found;
+}
+
+/*
+ * The decompressed-kernel cache: the first load of each installed kernel
+ * decompresses and stores its ELF; the next reads it back, and guest memory
+ * is byte for byte the same, in place and copied.  A damaged entry (cut
+ * short, header of another payload, an ELF that does not parse) is a miss:
+ * the payload decompresses again and the entry is rewritten.  Stores keep
+ * the 4 most recently used entries.  The directory must be ours and closed
+ * to others, and a --kernel-cache that cannot be used fails the boot.
+ */
+static enum ktap_result vmlinux_cache(void)
+{
+	struct sluice_vm vm = { .low_size = VM_RAM, .ram_size = VM_RAM };
+	char dir[] = "/tmp/sluice-kcache-XXXXXX", path[512], entry_path[600], err[256];
+	struct sluice_config cfg = { 0 };
+	struct sluice_kcache_key key;
+	enum sluice_kernel_load load;
+	uint64_t off, init_end, entry, end, elf_len;
+	const char *why, *bad;
+	int tried = 0, fd, cfd, efd, ret, i;
+	uint8_t *elf, junk[4096];
+	size_t tool_len;
+	struct stat st;
+	uint32_t len;
+	DIR *d;
+
+	vm.ram = mmap(NULL, VM_RAM, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	KTAP_EXPECT(vm.ram != MAP_FAILED, "mmap");
+	KTAP_EXPECT(mkdtemp(dir), "mkdtemp: %s", strerror(errno));
+	cfd = sluice_kcache_open(dir, &why);
+	KTAP_EXPECT(cfd >= 0, "%s: %s", dir, why);
+	d = opendir("/boot");
+	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
+	while (next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		elf = tool_decompress(path, off, len, &tool_len);
+		KTAP_EXPECT(elf && tool_len > 0x10000, "%s: the xz/zstd tool could not decompress it", path);
+		for (i = 0; i < 7; i++) {
+			/* 0: stored; 1, 2: from the cache, in place and copied; 3-5: damaged, stored again; 6: hit. */
+			static const enum sluice_kernel_load want[] = {
+				SLUICE_KERNEL_DECOMPRESSED_STORED, SLUICE_KERNEL_CACHED, SLUICE_KERNEL_CACHED,
+				SLUICE_KERNEL_DECOMPRESSED_STORED, SLUICE_KERNEL_DECOMPRESSED_STORED,
+				SLUICE_KERNEL_DECOMPRESSED_STORED, SLUICE_KERNEL_CACHED,
+			};
+			uint64_t min = i == 2 ? 0x1000000 : 0x100000;
+
+			if (i >= 3 && i <= 5) {
+				KTAP_EXPECT(cache_entry(dir, entry_path, sizeof(entry_path)), "%s: no entry", path);
+				efd = open(entry_path, O_RDWR);
+				KTAP_SYSCALL(efd);
+				KTAP_SYSCALL(fstat(efd, &st));
+				if (i == 3)		/* cut short */
+					KTAP_SYSCALL(ftruncate(efd, st.st_size - 4096));
+				else if (i == 4)	/* another payload's header (its key) */
+					KTAP_EXPECT(pwrite(efd, "\xff", 1, 24) == 1, "pwrite");
+				else			/* the header fits, the ELF is junk */
+					KTAP_EXPECT(!memset(junk, 0x5a, sizeof(junk)) ||
+						    pwrite(efd, junk, sizeof(junk), SLUICE_KCACHE_HDR) == sizeof(junk),
+						    "pwrite");
+				close(efd);
+			}
+			/* As in vmlinux_from_bzimage: the copy must overwrite stale RAM, in place starts zeroed. */
+			memset(vm.ram, i == 2 ? 0xa5 : 0, init_end + (16 << 20));
+			memset(vm.ram, 0, min);
+			ret = sluice_vmlinux_load(&vm, fd, off, len, min, init_end, VM_RAM, cfd, &load, &entry, &end,
+						  &why);
+			KTAP_EXPECT(!ret, "%s, load %d: %s (%d)", path, i, why, ret);
+			KTAP_EXPECT(load == want[i], "%s, load %d: %s, expected %s", path, i, sluice_kernel_load_name(load),
+				    sluice_kernel_load_name(want[i]));
+			bad = image_matches(vm.ram, elf, tool_len, min, init_end + (16 << 20));
+			KTAP_EXPECT(!bad, "%s, load %d: %s", path, i, bad);
+			KTAP_EXPECT(cache_entries(dir) == 1, "%s, load %d: %d entries", path, i, cache_entries(dir));
+		}
+		free(elf);
+		close(fd);
+		/* A plain boot of it: the whole path, with the directory named on the command line. */
+		cfg.kernel = path;
+		cfg.kernel_cache = dir;
+		ret = sluice_boot_load(&vm, &cfg, err, sizeof(err));
+		KTAP_EXPECT(!ret && vm.kernel_load == SLUICE_KERNEL_CACHED, "%s: boot: %s, %s", path, ret ? err : "",
+			    sluice_kernel_load_name(vm.kernel_load));
+		KTAP_EXPECT(cache_entry(dir, entry_path, sizeof(entry_path)) && !unlink(entry_path), "unlink");
+		tried++;
+	}
+	closedir(d);
+
+	/* Eviction: of 6 entries stored in turn (the 2nd used again), the 4 most recently used stay. */
+	memset(junk, 0x11, sizeof(junk));
+	for (i = 0; i < 6; i++) {
+		struct timespec t[2] = { { .tv_sec = 1000000 + i }, { .tv_sec = 1000000 + i } };
+
+		junk[0] = (uint8_t)i;
+		sluice_kcache_key(junk, sizeof(junk), &key);
+		KTAP_EXPECT(!sluice_kcache_store(cfd, &key, junk, 100 + i), "store %d", i);
+		KTAP_EXPECT(cache_entry(dir, entry_path, sizeof(entry_path)), "entry");
+		/* Distinct, ordered mtimes (stores within one second would tie). */
+		{
+			char name[64];
+
+			snprintf(name, sizeof(name), "vmlinux-%016llx%016llx", (unsigned long long)key.h[0],
+				 (unsigned long long)key.h[1]);
+			KTAP_SYSCALL(utimensat(cfd, name, t, 0));
+		}
+		if (i == 3) {
+			/* Entry 1 is used again: a hit makes it the most recent. */
+			junk[0] = 1;
+			sluice_kcache_key(junk, sizeof(junk), &key);
+			efd = sluice_kcache_lookup(cfd, &key, &elf_len);
+			KTAP_EXPECT(efd >= 0 && elf_len == 101, "lookup of entry 1");
+			close(efd);
+		}
+	}
+	KTAP_EXPECT(cache_entries(dir) == 4, "%d entries after 6 stores", cache_entries(dir));
+	for (i = 0; i < 6; i++) {
+		junk[0] = (uint8_t)i;
+		sluice_kcache_key(junk, sizeof(junk), &key);
+		efd = sluice_kcache_lookup(cfd, &key, &elf_len);
+		KTAP_EXPECT((efd >= 0) == (i != 0 && i != 2), "entry %d %s", i, efd >= 0 ? "kept" : "evicted");
+		if (efd >= 0)
+			close(efd);
+	}
+	/* Keys: the length and every byte count. */
+	{
+		struct sluice_kcache_key a, b;
+
+		sluice_kcache_key(junk, sizeof(junk), &a);
+		junk[sizeof(junk) - 1] ^= 1;
+		sluice_kcache_key(junk, sizeof(junk), &b);
+		KTAP_EXPECT(a.h[0] != b.h[0] && a.h[1] != b.h[1], "the last byte does not change the key");
+		sluice_kcache_key(junk, sizeof(junk) - 1, &b);
+		KTAP_EXPECT(a.h[0] != b.h[0] && b.payload_len == sizeof(junk) - 1, "the length does not change the key");
+	}
+	close(cfd);
+
+	/* A directory others may write to is refused, and so is a --kernel-cache that cannot be used. */
+	KTAP_SYSCALL(chmod(dir, 0777));
+	KTAP_EXPECT(sluice_kcache_open(dir, &why) == -EPERM, "a world-writable cache directory accepted");
+	KTAP_SYSCALL(chmod(dir, 0700));
+	if (tried) {
+		cfg.kernel_cache = "/proc/sluice-no-such-dir";
+		ret = sluice_boot_load(&vm, &cfg, err, sizeof(err));
+		KTAP_EXPECT(ret < 0 && strstr(err, "--kernel-cache /proc/sluice-no-such-dir"),
+			    "a cache directory that cannot be made: %d, '%s'", ret, ret ? err : "");
+		ktap_diag("%s", err);
+	}
+	d = opendir(dir);
+	KTAP_EXPECT(d, "opendir");
+	{
+		struct dirent *de;
+
+		while ((de = readdir(d)))
+			if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+				unlinkat(dirfd(d), de->d_name, 0);
+	}
+	closedir(d);
+	KTAP_SYSCALL(rmdir(dir));
 	munmap(vm.ram, VM_RAM);
 	if (!tried)
 		return KTAP_SKIP;	/* no kernel installed (make deps installs two) */
@@ -371,7 +572,8 @@ out:
 static enum ktap_result vmlinux_corrupt_falls_back(void)
 {
 	struct sluice_vm vm = { .low_size = VM_RAM, .ram_size = VM_RAM };
-	struct sluice_config cfg = { 0 };
+	struct sluice_config cfg = { .kernel_cache = "off" };
+	enum sluice_kernel_load load;
 	uint64_t off, init_end, entry = 0, end;
 	char path[512], tmp[32], err[256];
 	struct setup_header h;
@@ -390,7 +592,8 @@ static enum ktap_result vmlinux_corrupt_falls_back(void)
 		/* The loader itself: fails, and says nothing of an entry. */
 		fd = open(tmp, O_RDONLY);
 		KTAP_SYSCALL(fd);
-		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, &entry, &end, &why);
+		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, -1, &load, &entry, &end,
+					  &why);
 		close(fd);
 		KTAP_EXPECT(ret < 0, "%s: a corrupt payload loaded", path);
 		KTAP_EXPECT(!entry, "%s: failed, yet set the entry to %#llx", path, (unsigned long long)entry);
@@ -434,7 +637,7 @@ static int boot_in(const char *kernel, const char *initrd, uint64_t mem, char *e
 		   uint64_t *initrd_addr)
 {
 	struct sluice_vm vm = { .low_size = mem, .ram_size = mem };
-	struct sluice_config cfg = { .kernel = kernel, .initrd = initrd };
+	struct sluice_config cfg = { .kernel = kernel, .initrd = initrd, .kernel_cache = "off" };
 	struct boot_params *bp;
 	int ret;
 
@@ -536,4 +739,4 @@ static enum ktap_result kernel_footprint_small_mem(void)
 
 KTAP_MAIN(KTAP_CASE(bzimage_accepted), KTAP_CASE(bzimage_refused), KTAP_CASE(ram_split),
 	  KTAP_CASE(e820_low_only), KTAP_CASE(e820_pci_hole), KTAP_CASE(vmlinux_from_bzimage),
-	  KTAP_CASE(vmlinux_corrupt_falls_back), KTAP_CASE(kernel_run_addr), KTAP_CASE(kernel_footprint_small_mem))
+	  KTAP_CASE(vmlinux_corrupt_falls_back), KTAP_CASE(vmlinux_cache), KTAP_CASE(kernel_run_addr), KTAP_CASE(kernel_footprint_small_mem))

@@ -159,7 +159,7 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	uint8_t *image = NULL;
 	uint64_t image_len, initrd_len = 0;
 	size_t head_len, setup_size, kernel_len, cmdline_len, hdr_len;
-	int kfd = -1, ifd = -1;
+	int kfd = -1, ifd = -1, cache_fd = -1;
 	uint64_t load_addr, run_addr, kernel_end, initrd_addr = 0, initrd_max, entry, vmlinux_end;
 	struct boot_params *bp;
 	const char *why;
@@ -218,10 +218,22 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	 * loading the bzImage for its own decompressor.
 	 */
 	entry = 0;	/* set only by a successful sluice_vmlinux_load() */
+	vm->kernel_load = SLUICE_KERNEL_BZIMAGE;
+	if (!cfg->kernel_cache || strcmp(cfg->kernel_cache, "off")) {
+		cache_fd = sluice_kcache_open(cfg->kernel_cache, &why);
+		/* The default directory is a convenience; one the user named must work. */
+		if (cache_fd < 0 && cfg->kernel_cache) {
+			ret = cache_fd;
+			snprintf(err, errlen, "--kernel-cache %s: %s (%s)", cfg->kernel_cache, why, strerror(-ret));
+			goto out_free;
+		}
+	}
 	if (getenv("SLUICE_GUEST_DECOMPRESS") ||
 	    sluice_vmlinux_load(vm, kfd, setup_size + bp->hdr.payload_offset, bp->hdr.payload_length,
-				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, &entry, &vmlinux_end, &why)) {
+				SLUICE_KERNEL_MIN, kernel_end, vm->low_size, cache_fd, &vm->kernel_load, &entry,
+				&vmlinux_end, &why)) {
 		entry = 0;	/* the bzImage's own 64-bit entry, load_addr + 0x200 */
+		vm->kernel_load = SLUICE_KERNEL_BZIMAGE;
 		ret = read_at(kfd, cfg->kernel, dst, kernel_len, setup_size, err, errlen);
 		if (ret)
 			goto out_free;
@@ -289,6 +301,8 @@ int sluice_boot_load(struct sluice_vm *vm, const struct sluice_config *cfg, char
 	vm->entry = entry ? entry : load_addr + 0x200;
 	ret = 0;
 out_free:
+	if (cache_fd >= 0)
+		close(cache_fd);
 	if (ifd >= 0)
 		close(ifd);
 	if (kfd >= 0)

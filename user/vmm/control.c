@@ -72,6 +72,7 @@ static void cmd_query_status(struct sluice_vm *vm, const struct sluice_json *arg
 	sluice_jw_int(w, "pid", getpid());
 	sluice_jw_uint(w, "vcpus", vm->nr_cpus);
 	sluice_jw_uint(w, "memory", vm->ram_size);
+	sluice_jw_string(w, "kernel-load", sluice_kernel_load_name(vm->kernel_load));
 	sluice_jw_object_end(w);
 }
 

@@ -29,6 +29,7 @@ enum {
 	OPT_DRIVE = 0x100,
 	OPT_IOTHREAD,
 	OPT_CONTROL,
+	OPT_KERNEL_CACHE,
 };
 
 static const struct option long_options[] = {
@@ -40,6 +41,7 @@ static const struct option long_options[] = {
 	{ "drive", required_argument, NULL, OPT_DRIVE },
 	{ "iothread", required_argument, NULL, OPT_IOTHREAD },
 	{ "control", required_argument, NULL, OPT_CONTROL },
+	{ "kernel-cache", required_argument, NULL, OPT_KERNEL_CACHE },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -53,6 +55,10 @@ static void usage(FILE *f)
 		"  -k, --kernel FILE     the kernel: an x86-64 bzImage (boot protocol 2.12 or later)\n"
 		"  -i, --initrd FILE     an initramfs, placed high in guest memory\n"
 		"  -a, --append STR      the kernel command line (e.g. \"console=ttyS0 reboot=k panic=-1\")\n"
+		"      --kernel-cache DIR|off\n"
+		"                        where the decompressed kernel is kept, so that the next boot of the\n"
+		"                        same bzImage skips decompressing it (default $XDG_CACHE_HOME/sluice\n"
+		"                        or ~/.cache/sluice, when it can be made; off: no cache)\n"
 		"  -c, --cpus N          vCPUs, 1-%d (default 1)\n"
 		"  -m, --mem SIZE        guest RAM with a k/M/G suffix; a bare number is MiB (default 256M,\n"
 		"                        at least 16M; RAM above 3G appears above 4G)\n"
@@ -181,6 +187,13 @@ static int parse_args(int argc, char **argv, struct sluice_config *cfg)
 			cfg->iothreads[cfg->nr_iothreads++] = id;
 			break;
 		}
+		case OPT_KERNEL_CACHE:
+			if (!*optarg) {
+				fprintf(stderr, "sluice: --kernel-cache: expected a directory or 'off'\n");
+				return EXIT_USAGE;
+			}
+			cfg->kernel_cache = optarg;
+			break;
 		case OPT_CONTROL:
 			cfg->control = optarg;
 			break;

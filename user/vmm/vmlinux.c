@@ -3,10 +3,12 @@
 #include <elf.h>
 #include <errno.h>
 #include <lzma.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <zlib.h>
@@ -133,6 +135,158 @@ static int64_t decompress_head(enum payload_kind kind, const uint8_t *in, size_t
 	return n == -EFBIG ? (int64_t)cap : n;	/* xz and gzip fill the buffer before they say "too small" */
 }
 
+/* Any thread.  All @len bytes at @off of @fd into @buf: 0, or -EIO. */
+static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	ssize_t r;
+
+	while (len) {
+		r = pread(fd, buf, len > (1 << 30) ? 1 << 30 : len, (off_t)off);
+		if (r <= 0)
+			return -EIO;
+		buf += r;
+		off += (uint64_t)r;
+		len -= (uint64_t)r;
+	}
+	return 0;
+}
+
+struct pread_half {
+	int fd;
+	uint8_t *buf;
+	uint64_t len, off;
+	int ret;
+};
+
+/* A helper thread of pread_split(): its half. */
+static void *pread_half_thread(void *opaque)
+{
+	struct pread_half *h = opaque;
+
+	h->ret = pread_all(h->fd, h->buf, h->len, h->off);
+	return NULL;
+}
+
+/*
+ * Main thread.  pread_all() of a large cached kernel in two halves at once:
+ * each thread faults in (and the kernel zeroes) its own half of the guest
+ * RAM it copies to, so the copy takes the time of one half on two CPUs.
+ */
+static int pread_split(int fd, uint8_t *buf, uint64_t len, uint64_t off)
+{
+	struct pread_half h;
+	uint64_t first = (len / 2) & ~((2ULL << 20) - 1);	/* apart at a huge-page boundary */
+	pthread_t t;
+	int ret;
+
+	if (first < (4ULL << 20))
+		return pread_all(fd, buf, len, off);
+	h = (struct pread_half){ .fd = fd, .buf = buf + first, .len = len - first, .off = off + first };
+	if (pthread_create(&t, NULL, pread_half_thread, &h))
+		return pread_all(fd, buf, len, off);
+	ret = pread_all(fd, buf, first, off);
+	pthread_join(t, NULL);
+	return ret ? ret : h.ret;
+}
+
+/* The compressed vmlinux in the bzImage, read into guest memory only when it must be decompressed. */
+struct vmlinux_payload {
+	int fd;
+	uint64_t off;
+	uint32_t len;
+	uint8_t *in;		/* where it goes (the top of the workspace) */
+	bool loaded;
+	enum payload_kind kind;
+};
+
+/* Main thread.  Read and identify the payload (once): 0, or -errno with the reason in *@why. */
+static int payload_load(struct vmlinux_payload *p, const char **why)
+{
+	static const uint8_t zstd_magic[] = { 0x28, 0xb5, 0x2f, 0xfd };
+	static const uint8_t xz_magic[] = { 0xfd, '7', 'z', 'X', 'Z', 0x00 };
+	static const uint8_t gzip_magic[] = { 0x1f, 0x8b };
+
+	if (p->loaded)
+		return 0;
+	*why = "payload unreadable";
+	if (pread_all(p->fd, p->in, p->len, p->off))
+		return -EIO;
+	*why = "payload compression not supported here (zstd, xz and gzip are)";
+	if (!memcmp(p->in, zstd_magic, sizeof(zstd_magic)))
+		p->kind = PAYLOAD_ZSTD;
+	else if (!memcmp(p->in, xz_magic, sizeof(xz_magic)))
+		p->kind = PAYLOAD_XZ;
+	else if (!memcmp(p->in, gzip_magic, sizeof(gzip_magic)))
+		p->kind = PAYLOAD_GZIP;
+	else
+		return -EOPNOTSUPP;
+	p->loaded = true;
+	return 0;
+}
+
+/*
+ * Main thread.  The cache key of the payload without reading all of it:
+ * the bzImage's identity (inode, size, modification and change times) and
+ * the payload's length, first and last 64 KiB.  The last bytes of each
+ * format carry a checksum of the whole decompressed kernel (zstd's content
+ * checksum, xz's block check, gzip's CRC32 and length), so a payload that
+ * changed under the same name and times still gets a new key.  0 or -EIO.
+ */
+static int payload_key(const struct vmlinux_payload *p, struct sluice_kcache_key *key)
+{
+	enum { PART = 65536 };
+	struct stat st;
+	uint64_t id[6], tail = p->len > PART ? p->len - PART : 0;
+	size_t n = sizeof(id) + (p->len < PART ? p->len : PART) * 2;
+	uint8_t *buf;
+	int ret = -EIO;
+
+	if (fstat(p->fd, &st))
+		return -EIO;
+	buf = malloc(n);
+	if (!buf)
+		return -ENOMEM;
+	id[0] = st.st_ino;
+	id[1] = (uint64_t)st.st_size;
+	id[2] = (uint64_t)st.st_mtim.tv_sec;
+	id[3] = (uint64_t)st.st_mtim.tv_nsec;
+	id[4] = (uint64_t)st.st_ctim.tv_sec;
+	id[5] = (uint64_t)st.st_ctim.tv_nsec;
+	memcpy(buf, id, sizeof(id));
+	if (!pread_all(p->fd, buf + sizeof(id), (n - sizeof(id)) / 2, p->off) &&
+	    !pread_all(p->fd, buf + sizeof(id) + (n - sizeof(id)) / 2, (n - sizeof(id)) / 2, p->off + tail)) {
+		sluice_kcache_key(buf, n, key);
+		key->payload_len = p->len;
+		ret = 0;
+	}
+	free(buf);
+	return ret;
+}
+
+/*
+ * Main thread.  The whole ELF into @out (@cap bytes): read from the cache
+ * entry *@cfd (@elf_len bytes) when there is one, else decompressed.  An
+ * entry that cannot be read is closed (*@cfd = -1) and the payload
+ * decompressed after all.  The length, -EFBIG when it needs more room, or
+ * -errno.
+ */
+static int64_t vmlinux_produce(struct vmlinux_payload *p, int *cfd, uint64_t elf_len, uint8_t *out, size_t cap,
+			       const char **why)
+{
+	int ret;
+
+	if (*cfd >= 0) {
+		if (elf_len > cap)
+			return -EFBIG;
+		if (!pread_split(*cfd, out, elf_len, SLUICE_KCACHE_HDR))
+			return (int64_t)elf_len;
+		close(*cfd);
+		*cfd = -1;
+	}
+	ret = payload_load(p, why);
+	return ret ? ret : decompress(p->kind, p->in, p->len, out, cap);
+}
+
 #define VMLINUX_HEAD		65536	/* enough for the ELF and program headers */
 #define VMLINUX_MAX_LOADS	16
 
@@ -257,63 +411,94 @@ static int place_loads(struct sluice_vm *vm, const uint8_t *elf, uint64_t len, c
  * written.
  */
 int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len, uint64_t min, uint64_t max,
-			uint64_t scratch_end, uint64_t *entry, uint64_t *end, const char **why)
+			uint64_t scratch_end, int cache_fd, enum sluice_kernel_load *load, uint64_t *entry, uint64_t *end,
+			const char **why)
 {
-	static const uint8_t zstd_magic[] = { 0x28, 0xb5, 0x2f, 0xfd };
-	static const uint8_t xz_magic[] = { 0xfd, '7', 'z', 'X', 'Z', 0x00 };
-	static const uint8_t gzip_magic[] = { 0x1f, 0x8b };
 	uint64_t in_gpa = (scratch_end - len) & ~0xfffULL, base = 0, image_end, clear, elf_entry = 0;
+	struct vmlinux_payload p = { .fd = fd, .off = off, .len = len };
 	struct vmlinux_load l[VMLINUX_MAX_LOADS];
-	enum payload_kind kind;
+	struct sluice_kcache_key key = { 0 };
+	bool in_place, keyed = false, stored = false;
+	uint64_t cached_len = 0;
 	unsigned int nr = 0;
-	uint8_t *in, *head;
+	uint8_t *head, *elf;
+	int cfd = -1;
 	int64_t n;
 	int ret;
 
+	*load = SLUICE_KERNEL_BZIMAGE;	/* until it worked: the caller falls back to the bzImage */
 	*why = "does not leave room to decompress its kernel in guest memory";
 	if (len < 16 || scratch_end < max || in_gpa < max || in_gpa - max < (16ULL << 20))
 		return -ENOSPC;
-	in = sluice_gpa_to_hva(vm, in_gpa, len);
-	if (!in || !sluice_gpa_to_hva(vm, max, in_gpa - max))
+	p.in = sluice_gpa_to_hva(vm, in_gpa, len);
+	if (!p.in || !sluice_gpa_to_hva(vm, max, in_gpa - max))
 		return -ENOSPC;
-	*why = "payload unreadable";
-	if (pread(fd, in, len, (off_t)off) != (ssize_t)len)
-		return -EIO;
-	*why = "payload compression not supported here (zstd, xz and gzip are)";
-	if (!memcmp(in, zstd_magic, sizeof(zstd_magic)))
-		kind = PAYLOAD_ZSTD;
-	else if (!memcmp(in, xz_magic, sizeof(xz_magic)))
-		kind = PAYLOAD_XZ;
-	else if (!memcmp(in, gzip_magic, sizeof(gzip_magic)))
-		kind = PAYLOAD_GZIP;
-	else
-		return -EOPNOTSUPP;
+
+	/* This payload decompressed before: its ELF is in the cache, and the payload need not be read. */
+	if (cache_fd >= 0 && !payload_key(&p, &key)) {
+		keyed = true;
+		cfd = sluice_kcache_lookup(cache_fd, &key, &cached_len);
+	}
+	if (cfd < 0) {
+		ret = payload_load(&p, why);
+		if (ret)
+			return ret;
+	}
 
 	/* The headers first (a 64 KiB head of the output), to know where the ELF may go. */
 	head = malloc(VMLINUX_HEAD);
-	if (!head)
-		return -ENOMEM;
-	n = decompress_head(kind, in, len, head, VMLINUX_HEAD);
-	*why = "payload does not decompress";
-	ret = n < 0 ? (int)n : parse_elf(head, (size_t)n, min, max, l, &nr, &elf_entry, why);
+	if (!head) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	for (;;) {
+		n = -EIO;
+		if (cfd >= 0) {
+			n = cached_len < VMLINUX_HEAD ? (int64_t)cached_len : VMLINUX_HEAD;
+			if (pread_all(cfd, head, (uint64_t)n, SLUICE_KCACHE_HDR))
+				n = -EIO;
+		} else {
+			n = decompress_head(p.kind, p.in, len, head, VMLINUX_HEAD);
+		}
+		*why = "payload does not decompress";
+		ret = n < 0 ? (int)n : parse_elf(head, (size_t)n, min, max, l, &nr, &elf_entry, why);
+		if (!ret || cfd < 0)
+			break;
+		/* The cached ELF is unreadable or does not parse: decompress after all. */
+		close(cfd);
+		cfd = -1;
+		ret = payload_load(&p, why);
+		if (ret)
+			break;
+	}
 	free(head);
 	if (ret)
 		goto out_clear;
 
 	/* Decompressed in place, the first segment lands where it belongs: no copy of most of the kernel. */
-	if (l[0].off <= l[0].paddr && l[0].paddr - l[0].off >= min && in_place_fits(l, nr, l[0].paddr - l[0].off))
-		base = l[0].paddr - l[0].off;
+	in_place = l[0].off <= l[0].paddr && l[0].paddr - l[0].off >= min &&
+		   in_place_fits(l, nr, l[0].paddr - l[0].off);
 	n = -EFBIG;
-	if (base)
-		n = decompress(kind, in, len, sluice_gpa_to_hva(vm, base, in_gpa - base), in_gpa - base);
-	if (n >= 0) {
-		ret = place_loads(vm, sluice_gpa_to_hva(vm, base, (uint64_t)n), (uint64_t)n, l, nr);
-		memset(sluice_gpa_to_hva(vm, base, l[0].paddr - base), 0, l[0].paddr - base);	/* the ELF headers */
-	} else if (n == -EFBIG) {
+	if (in_place) {
+		base = l[0].paddr - l[0].off;
+		n = vmlinux_produce(&p, &cfd, cached_len, sluice_gpa_to_hva(vm, base, in_gpa - base), in_gpa - base,
+				    why);
+	}
+	if (n == -EFBIG) {
 		/* Above the kernel's area, and copied down. */
-		n = decompress(kind, in, len, sluice_gpa_to_hva(vm, max, in_gpa - max), in_gpa - max);
-		if (n >= 0)
-			ret = place_loads(vm, sluice_gpa_to_hva(vm, max, (uint64_t)n), (uint64_t)n, l, nr);
+		in_place = false;
+		base = max;
+		n = vmlinux_produce(&p, &cfd, cached_len, sluice_gpa_to_hva(vm, max, in_gpa - max), in_gpa - max,
+				    why);
+	}
+	if (n >= 0) {
+		elf = sluice_gpa_to_hva(vm, base, (uint64_t)n);
+		/* Kept for the next boot before the segments move: the ELF as it decompressed. */
+		if (keyed && cfd < 0)
+			stored = !sluice_kcache_store(cache_fd, &key, elf, (uint64_t)n);
+		ret = place_loads(vm, elf, (uint64_t)n, l, nr);
+		if (in_place)
+			memset(sluice_gpa_to_hva(vm, base, l[0].paddr - base), 0, l[0].paddr - base);	/* the ELF headers */
 	}
 	if (n < 0) {
 		*why = n == -EFBIG ? "decompresses to more than guest memory holds" : "payload does not decompress";
@@ -330,10 +515,16 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 	memset(sluice_gpa_to_hva(vm, image_end, clear - image_end), 0, clear - image_end);
 	madvise(sluice_gpa_to_hva(vm, clear, scratch_end - clear), scratch_end - clear, MADV_DONTNEED);
 	*entry = elf_entry;	/* only now: a failure must leave the caller's bzImage entry alone */
+	*load = cfd >= 0 ? SLUICE_KERNEL_CACHED : stored ? SLUICE_KERNEL_DECOMPRESSED_STORED : SLUICE_KERNEL_DECOMPRESSED;
+	if (cfd >= 0)
+		close(cfd);
 	return 0;
 
 out_clear:
 	clear = (max + 0xfff) & ~0xfffULL;
 	madvise(sluice_gpa_to_hva(vm, clear, scratch_end - clear), scratch_end - clear, MADV_DONTNEED);
+out_close:
+	if (cfd >= 0)
+		close(cfd);
 	return ret;
 }

@@ -41,6 +41,14 @@
 
 struct sluice_drive_opts;
 
+/* How the kernel reached guest memory (query-status "kernel-load"). */
+enum sluice_kernel_load {
+	SLUICE_KERNEL_BZIMAGE,			/* as a bzImage: the guest decompresses it */
+	SLUICE_KERNEL_DECOMPRESSED,		/* decompressed here */
+	SLUICE_KERNEL_DECOMPRESSED_STORED,	/* decompressed here, and kept in the kernel cache */
+	SLUICE_KERNEL_CACHED,			/* from the kernel cache */
+};
+
 /* What the user asked for on the command line. */
 #define SLUICE_MAX_DRIVES	16
 #define SLUICE_MAX_IOTHREADS	64
@@ -48,6 +56,7 @@ struct sluice_config {
 	const char *kernel;
 	const char *initrd;
 	const char *append;
+	const char *kernel_cache;	/* --kernel-cache: a directory, "off", or NULL for the default */
 	unsigned int nr_cpus;
 	uint64_t mem_size;
 	const char *control;
@@ -114,6 +123,7 @@ struct sluice_vm {
 	struct sluice_vcpu *vcpus;
 
 	uint64_t entry;		/* 64-bit entry point of the kernel */
+	enum sluice_kernel_load kernel_load;
 
 	struct sluice_serial serial;
 	struct sluice_i8042 i8042;
@@ -175,7 +185,20 @@ struct setup_header;
 uint64_t sluice_kernel_run_addr(const struct setup_header *hdr, uint64_t load_addr);
 /* vmlinux.c */
 int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len, uint64_t min, uint64_t max,
-			uint64_t scratch_end, uint64_t *entry, uint64_t *end, const char **why);
+			uint64_t scratch_end, int cache_fd, enum sluice_kernel_load *load, uint64_t *entry,
+			uint64_t *end, const char **why);
+
+/* kcache.c: the decompressed-kernel cache (main thread) */
+#define SLUICE_KCACHE_HDR	64
+struct sluice_kcache_key {
+	uint64_t payload_len;
+	uint64_t h[2];
+};
+const char *sluice_kernel_load_name(enum sluice_kernel_load load);
+void sluice_kcache_key(const uint8_t *payload, size_t len, struct sluice_kcache_key *key);
+int sluice_kcache_open(const char *dir, const char **why);
+int sluice_kcache_lookup(int dirfd, const struct sluice_kcache_key *key, uint64_t *elf_len);
+int sluice_kcache_store(int dirfd, const struct sluice_kcache_key *key, const uint8_t *elf, uint64_t len);
 
 /* mptable.c */
 int sluice_mptable_write(struct sluice_vm *vm);
