@@ -69,6 +69,9 @@ control_and_queue_move() {
 	[ "$(stat -c %a "$sock")" = 600 ] || { echo "socket mode $(stat -c %a "$sock")"; kill $pid; return 1; }
 	"$CTL" "$sock" query-status >"$WORK/status.json" || { cat "$WORK/status.json"; kill $pid; return 1; }
 	grep -q '"status":"running"' "$WORK/status.json" || { cat "$WORK/status.json"; kill $pid; return 1; }
+	# The default kernel cache (~/.cache/sluice; the lab's HOME is a tmpfs) was used: filled or read.
+	grep -Eq '"kernel-load":"(cached|decompressed-stored)"' "$WORK/status.json" ||
+		{ echo "kernel not loaded through the default cache:"; cat "$WORK/status.json"; kill $pid; return 1; }
 	"$CTL" "$sock" query-iothreads >"$WORK/iothreads.json" || { kill $pid; return 1; }
 	grep -q '"id":"io1","thread-id":[0-9]' "$WORK/iothreads.json" || { cat "$WORK/iothreads.json"; kill $pid; return 1; }
 	"$CTL" "$sock" '{"execute":"nope"}' >/dev/null && { echo "unknown command accepted"; kill $pid; return 1; }
