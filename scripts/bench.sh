@@ -516,21 +516,28 @@ bench_kqcow2() {
 	qemu-img convert -f raw -O qcow2 "$raw" "$q2" || { echo "qemu-img convert failed"; return 1; }
 	sync	# no dirty page cache under the first O_DIRECT reads of either image
 	append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=bench"
+	local order=(kraw kq qq) i who
 	for r in $(seq 1 "$RUNS"); do
-		lab_run kraw$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$raw",format=raw,cache=none,queues=1,dataplane=kernel
-		lab_run kq$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$q2",format=qcow2,cache=none,queues=1,dataplane=kernel
-		lab_run qq$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
-			-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
-			-drive file="$q2",if=none,id=d0,format=qcow2,cache=none,aio=io_uring \
-			-device virtio-blk-pci,drive=d0,iothread=io0
+		# The three peers rotate (raw qcow2 QEMU, qcow2 QEMU raw, ...) so that drifting load hurts all.
+		for i in 0 1 2; do
+			who=${order[$(((r - 1 + i) % 3))]}
+			case $who in
+			kraw) lab_run kraw$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+				--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$raw",format=raw,cache=none,queues=1,dataplane=kernel ;;
+			kq) lab_run kq$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+				--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$q2",format=qcow2,cache=none,queues=1,dataplane=kernel ;;
+			qq) lab_run qq$r "$qemu" -enable-kvm -cpu host -smp 1 -m $LAB_MEM_MB -nographic -no-reboot -nodefaults \
+				-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
+				-drive file="$q2",if=none,id=d0,format=qcow2,cache=none,aio=io_uring \
+				-device virtio-blk-pci,drive=d0,iothread=io0 ;;
+			esac
+		done
 		rm -f "$fresh"
 		qemu-img create -q -f qcow2 "$fresh" 128M
 		lab_run kf$r "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
 			--cpus 1 --mem ${LAB_MEM_MB}M --drive file="$fresh",format=qcow2,cache=none,queues=1,dataplane=kernel
 	done
-	echo "(medians of $RUNS rounds; sluice maps the allocated image's clusters into the module at attach, so no read pays a first touch)"
+	echo "(medians of $RUNS rotated rounds; sluice maps the allocated image's clusters into the module at attach, so no read pays a first touch)"
 	printf '%-20s %9s %9s %9s %11s %11s %s\n' "4k random" "raw-kern" "q2-kern" "q2-qemu" "q2k/rawk" "q2k/qemu" \
 		"targets >=0.9 / >=1.5"
 	for m in read write; do

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -205,7 +206,7 @@ static void kcache_evict(int dirfd)
 			unlinkat(dirfd, keep[--n].name, 0);
 		for (j = n++; j > i; j--)
 			keep[j] = keep[j - 1];
-		snprintf(keep[i].name, sizeof(keep[i].name), "%s", de->d_name);
+		memcpy(keep[i].name, de->d_name, strlen(de->d_name) + 1);	/* shorter than name: checked above */
 		keep[i].t = st.st_mtim;
 	}
 	closedir(d);
@@ -219,14 +220,18 @@ static void kcache_evict(int dirfd)
 int sluice_kcache_store(int dirfd, const struct sluice_kcache_key *key, const uint8_t *elf, uint64_t len)
 {
 	struct sluice_kcache_hdr h = { .magic = SLUICE_KCACHE_MAGIC };
-	char name[64], tmp[80];
+	char name[64], tmp[96];
 	uint64_t done = 0;
+	uint32_t tag;
 	ssize_t w;
 	int fd, ret = -EIO;
 
 	kcache_name(key, name, sizeof(name));
-	snprintf(tmp, sizeof(tmp), ".%s.%d", name, (int)getpid());
-	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	/* A name of our own (pid and a random tag: stores may run at once, even in other pid namespaces). */
+	if (getrandom(&tag, sizeof(tag), 0) != sizeof(tag))
+		tag = (uint32_t)time(NULL);
+	snprintf(tmp, sizeof(tmp), ".%s.%d.%08x", name, (int)getpid(), tag);
+	fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -errno;
 	h.payload_len = htole64(key->payload_len);
