@@ -79,20 +79,28 @@ static struct attribute *sluice_blk_disk_attrs[] = {
 ATTRIBUTE_GROUPS(sluice_blk_disk);
 
 /*
- * /sys/class/sluice_blk/<disk>/queues/<index>: a kobject of its own, not one
- * embedded in the queue, since a kobject lives until its last reference is
- * dropped (later than kobject_put with CONFIG_DEBUG_KOBJECT_RELEASE) and must
- * never be reused.  Its attributes only reach @q while it is in sysfs:
- * kobject_del waits for the readers, before the disk may go.
+ * /sys/class/sluice_blk/<disk>/queues/<index>: a kobject of its own, made by
+ * kobject_create_and_add(), not one embedded in the queue.  A kobject lives
+ * until its last reference is dropped (with CONFIG_DEBUG_KOBJECT_RELEASE
+ * seconds after the last kobject_put) and must never be reused; and this
+ * one's release is the kernel's own kfree, so nothing of the module runs
+ * when it goes, even after rmmod.  Its attributes reach the queue through
+ * the disk's device (the grandparent, whose drvdata is the disk) and the
+ * kobject's name, only while it is in sysfs: kobject_del waits for the
+ * readers, before the disk may go.
  */
-struct sluice_blk_queue_kobj {
-	struct kobject kobj;
-	struct sluice_blk_queue *q;
-};
+static struct sluice_blk_queue *to_queue(struct kobject *kobj)
+{
+	struct sluice_blk_disk *disk = dev_get_drvdata(kobj_to_dev(kobj->parent->parent));
+	unsigned int i;
+
+	/* The name is ours ("%u", a valid index): this cannot fail. */
+	if (WARN_ON_ONCE(kstrtouint(kobject_name(kobj), 10, &i) || i >= SLUICE_BLK_MAX_QUEUES))
+		i = 0;
+	return &disk->queues[i];
+}
 
 /* Queue attributes (process context, sysfs). */
-#define to_queue(k) (container_of(k, struct sluice_blk_queue_kobj, kobj)->q)
-
 static ssize_t cpu_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
 	struct sluice_blk_queue *q = to_queue(kobj);
@@ -184,38 +192,27 @@ static struct attribute *sluice_blk_queue_attrs[] = {
 };
 ATTRIBUTE_GROUPS(sluice_blk_queue);
 
-/* Process context (the last kobject_put, or later: DEBUG_KOBJECT_RELEASE).  Frees the wrapper, never the queue. */
-static void sluice_blk_queue_kobj_release(struct kobject *kobj)
-{
-	kfree(container_of(kobj, struct sluice_blk_queue_kobj, kobj));
-}
-
-static struct kobj_type sluice_blk_queue_ktype = {
-	.release	= sluice_blk_queue_kobj_release,
-	.sysfs_ops	= &kobj_sysfs_ops,
-	.default_groups	= sluice_blk_queue_groups,
-};
-
 /* Process context, disk->lock held.  Show queue @q under the disk (once it has a size). */
 int sluice_blk_sysfs_add_queue(struct sluice_blk_queue *q)
 {
-	struct sluice_blk_queue_kobj *qk;
+	struct kobject *kobj;
+	char name[12];
 	int ret;
 
 	if (q->kobj || !q->disk->queues_kobj)
 		return 0;
 	/* A fresh one each time: the one shown before a RESET may still be on its way out. */
-	qk = kzalloc(sizeof(*qk), GFP_KERNEL_ACCOUNT);
-	if (!qk)
+	snprintf(name, sizeof(name), "%u", q->index);
+	kobj = kobject_create_and_add(name, q->disk->queues_kobj);
+	if (!kobj)
 		return -ENOMEM;
-	qk->q = q;
-	ret = kobject_init_and_add(&qk->kobj, &sluice_blk_queue_ktype, q->disk->queues_kobj, "%u",
-				   q->index);
+	ret = sysfs_create_groups(kobj, sluice_blk_queue_groups);
 	if (ret) {
-		kobject_put(&qk->kobj);	/* frees @qk (release) */
+		kobject_del(kobj);
+		kobject_put(kobj);
 		return ret;
 	}
-	q->kobj = &qk->kobj;
+	q->kobj = kobj;
 	return 0;
 }
 
