@@ -347,6 +347,7 @@ lab_fio() {
 			echo "SLUICE-IOPS: $m qd$qd ${iops:-0}" >>"$out"
 		done
 	done
+	echo SLUICE-BLK-DONE >>"$out"	# complete, as lab_all_complete asks of every run
 }
 
 # kernel_round_robin TAG IMG: RUNS rounds of kernel dataplane, user dataplane and QEMU on IMG, the order
@@ -390,7 +391,7 @@ kernel_table() {
 		done
 	done
 	echo "(lab fio: the same 4k load run by fio in the lab itself on the same backend, with no guest and no VMM:"
-	echo " what the backend gives, the dataplanes' ceiling; where fio/user is under 1.3, kernel/user cannot reach 1.3)"
+	echo " what the backend gives, the dataplanes' ceiling; the rest of a guest request's time is the guest's and its exits')"
 	printf '%-22s %9s %9s %9s   %s\n' "vCPU busy (%)" kernel user qemu "(lab CPUs busy, %: kernel user qemu)"
 	for m in read write; do
 		for qd in 1 32; do
