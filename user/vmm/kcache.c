@@ -77,6 +77,7 @@ void sluice_kcache_key(const uint8_t *payload, size_t len, struct sluice_kcache_
 	key->h[1] = kcache_lane(payload, len, 0x13198a2e03707344ULL, 0xc4ceb9fe1a85ec53ULL);
 }
 
+/* Any thread.  The entry's file name: "vmlinux-" and the key's 32 hex digits. */
 static void kcache_name(const struct sluice_kcache_key *key, char *name, size_t len)
 {
 	snprintf(name, len, "vmlinux-%016llx%016llx", (unsigned long long)key->h[0], (unsigned long long)key->h[1]);
@@ -116,8 +117,9 @@ int sluice_kcache_open(const char *dir, const char **why)
 		return -ENOENT;
 	}
 	*why = "cannot be created";
-	if (kcache_mkdir(path))
-		return -errno;
+	fd = kcache_mkdir(path);
+	if (fd)
+		return fd;
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	*why = "cannot be opened (or is a symbolic link)";
 	if (fd < 0)
