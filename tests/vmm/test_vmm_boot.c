@@ -170,6 +170,19 @@ static bool next_kernel(DIR *d, char *path, size_t size, uint64_t *off, uint32_t
 	return false;
 }
 
+/* As next_kernel(), opened: the bzImage's fd (skipping those that do not open), or -1 when none is left. */
+static int next_kernel_fd(DIR *d, char *path, size_t size, uint64_t *off, uint32_t *len, uint64_t *init_end)
+{
+	int fd;
+
+	while (next_kernel(d, path, size, off, len, init_end)) {
+		fd = open(path, O_RDONLY);
+		if (fd >= 0)
+			return fd;
+	}
+	return -1;
+}
+
 /* The payload of @path decompressed by the xz or zstd tool (a second opinion); its length in *@n, or NULL. */
 static uint8_t *tool_decompress(const char *path, uint64_t off, uint32_t len, size_t *n)
 {
@@ -270,10 +283,7 @@ static enum ktap_result vmlinux_from_bzimage(void)
 	KTAP_EXPECT(vm.ram != MAP_FAILED, "mmap");
 	d = opendir("/boot");
 	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
-	while (next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
-			continue;
+	while ((fd = next_kernel_fd(d, path, sizeof(path), &off, &len, &init_end)) >= 0) {
 		memset(vm.ram, 0, 0x4000000);
 		ret = sluice_vmlinux_load(&vm, fd, off, len, 0x100000, init_end, VM_RAM, -1, &load, &entry, &end,
 					  &why);
@@ -397,10 +407,7 @@ static enum ktap_result vmlinux_cache(void)
 	KTAP_EXPECT(cfd >= 0, "%s: %s", dir, why);
 	d = opendir("/boot");
 	KTAP_EXPECT(d, "/boot: %s", strerror(errno));
-	while (next_kernel(d, path, sizeof(path), &off, &len, &init_end)) {
-		fd = open(path, O_RDONLY);
-		if (fd < 0)
-			continue;
+	while ((fd = next_kernel_fd(d, path, sizeof(path), &off, &len, &init_end)) >= 0) {
 		elf = tool_decompress(path, off, len, &tool_len);
 		KTAP_EXPECT(elf && tool_len > 0x10000, "%s: the xz/zstd tool could not decompress it", path);
 		for (i = 0; i < 7; i++) {
