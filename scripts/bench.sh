@@ -45,12 +45,19 @@ imgbench_iops() {
 	awk -v c="$count" -v t="${t:-0}" 'BEGIN { if (t > 0) printf "%.0f\n", c / t; else print 0 }'
 }
 
+# fio_4k_iops MODE FIO_ARGS...: one time-based 4k fio job on io_uring with FIO_ARGS (file, pattern, depth,
+# runtime...); print its MODE (read or write) IOPS, 0 when fio failed.
+fio_4k_iops() {
+	local m=$1
+	shift
+	fio --name=ceiling --ioengine=io_uring --bs=4k --time_based --output-format=json "$@" 2>/dev/null |
+		python3 -c "import json, sys; print(int(json.load(sys.stdin)['jobs'][0]['$m']['iops']))" \
+		2>/dev/null || echo 0
+}
+
 # fio_iops FILE DIRECT: 4k sequential reads at QD64 on io_uring for 1 s; print the IOPS.
 fio_iops() {
-	fio --name=ceiling --filename="$1" --ioengine=io_uring --rw=read --bs=4k --iodepth=64 \
-	    --direct="$2" --time_based --runtime=1 --output-format=json 2>/dev/null |
-		python3 -c 'import json, sys; print(int(json.load(sys.stdin)["jobs"][0]["read"]["iops"]))' \
-		2>/dev/null || echo 0
+	fio_4k_iops read --filename="$1" --rw=read --iodepth=64 --direct="$2" --runtime=1
 }
 
 # make_image FILE: a 256 MiB image of random data (kept when it exists with that size).
@@ -340,11 +347,8 @@ lab_fio() {
 	command -v fio >/dev/null || return 0
 	for m in read write; do
 		for qd in 1 32; do
-			iops=$(fio --name=ceiling --filename="$3" --ioengine=io_uring --rw=rand$m --bs=4k --iodepth=$qd \
-				--direct=1 --size=64M --time_based --runtime=5 --output-format=json 2>/dev/null |
-				python3 -c "import json, sys; print(int(json.load(sys.stdin)['jobs'][0]['$m']['iops']))" \
-				2>/dev/null)
-			echo "SLUICE-IOPS: $m qd$qd ${iops:-0}" >>"$out"
+			iops=$(fio_4k_iops $m --filename="$3" --rw=rand$m --iodepth=$qd --direct=1 --size=64M --runtime=5)
+			echo "SLUICE-IOPS: $m qd$qd $iops" >>"$out"
 		done
 	done
 	echo SLUICE-BLK-DONE >>"$out"	# complete, as lab_all_complete asks of every run

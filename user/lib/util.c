@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -89,4 +90,22 @@ char *sluice_format_size(uint64_t bytes, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%.3g %s", v, units[i]);
 	return buf;
+}
+
+int sluice_pread_all(int fd, void *buf, uint64_t len, uint64_t off)
+{
+	uint8_t *p = buf;
+	ssize_t n;
+
+	while (len) {
+		n = pread(fd, p, len > (1 << 30) ? 1 << 30 : len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (uint64_t)n;
+	}
+	return 0;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* util.h - small helpers shared by sluice's userspace: size parsing and formatting. */
+/* util.h - small helpers shared by sluice's userspace: size parsing and formatting, whole reads. */
 #ifndef SLUICE_UTIL_H
 #define SLUICE_UTIL_H
 
@@ -16,5 +16,11 @@ int sluice_parse_size(const char *str, uint64_t *out);
 
 /* Format @bytes as qemu does ("1 GiB", "512 KiB", "4.5 MiB") into @buf; returns @buf. */
 char *sluice_format_size(uint64_t bytes, char *buf, size_t len);
+
+/*
+ * Any thread.  All @len bytes at @off of @fd into @buf, in as many pread()s
+ * as it takes (EINTR retried): 0, -errno, or -EIO when the file ends first.
+ */
+int sluice_pread_all(int fd, void *buf, uint64_t len, uint64_t off);
 
 #endif /* SLUICE_UTIL_H */

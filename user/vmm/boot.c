@@ -10,6 +10,7 @@
 
 #include <asm/bootparam.h>
 
+#include "util.h"
 #include "vmm.h"
 
 #define SETUP_HDR_OFFSET	0x1f1
@@ -110,22 +111,11 @@ static int open_file(const char *path, int *fd, uint64_t *size, char *err, size_
  */
 static int read_at(int fd, const char *path, void *dst, size_t len, uint64_t off, char *err, size_t errlen)
 {
-	size_t done = 0;
-	ssize_t n;
+	int ret = sluice_pread_all(fd, dst, len, off);
 
-	while (done < len) {
-		n = pread(fd, (uint8_t *)dst + done, len - done, off + done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			int ret = n < 0 ? -errno : -EIO;
-
-			snprintf(err, errlen, "cannot read %s: %s", path, strerror(-ret));
-			return ret;
-		}
-		done += n;
-	}
-	return 0;
+	if (ret)
+		snprintf(err, errlen, "cannot read %s: %s", path, strerror(-ret));
+	return ret;
 }
 
 /*

@@ -15,6 +15,7 @@
 #include <zstd.h>
 #include <zstd_errors.h>
 
+#include "util.h"
 #include "vmm.h"
 
 /*
@@ -135,22 +136,6 @@ static int64_t decompress_head(enum payload_kind kind, const uint8_t *in, size_t
 	return n == -EFBIG ? (int64_t)cap : n;	/* xz and gzip fill the buffer before they say "too small" */
 }
 
-/* Any thread.  All @len bytes at @off of @fd into @buf: 0, or -EIO. */
-static int pread_all(int fd, uint8_t *buf, uint64_t len, uint64_t off)
-{
-	ssize_t r;
-
-	while (len) {
-		r = pread(fd, buf, len > (1 << 30) ? 1 << 30 : len, (off_t)off);
-		if (r <= 0)
-			return -EIO;
-		buf += r;
-		off += (uint64_t)r;
-		len -= (uint64_t)r;
-	}
-	return 0;
-}
-
 struct pread_half {
 	int fd;
 	uint8_t *buf;
@@ -163,14 +148,14 @@ static void *pread_half_thread(void *opaque)
 {
 	struct pread_half *h = opaque;
 
-	h->ret = pread_all(h->fd, h->buf, h->len, h->off);
+	h->ret = sluice_pread_all(h->fd, h->buf, h->len, h->off);
 	return NULL;
 }
 
 /*
- * Main thread.  pread_all() of a large cached kernel in two halves at once:
- * each thread faults in (and the kernel zeroes) its own half of the guest
- * RAM it copies to, so the copy takes the time of one half on two CPUs.
+ * Main thread.  sluice_pread_all() of a large cached kernel in two halves at
+ * once: each thread faults in (and the kernel zeroes) its own half of the
+ * guest RAM it copies to, so the copy takes the time of one half on two CPUs.
  */
 static int pread_split(int fd, uint8_t *buf, uint64_t len, uint64_t off)
 {
@@ -180,11 +165,11 @@ static int pread_split(int fd, uint8_t *buf, uint64_t len, uint64_t off)
 	int ret;
 
 	if (first < (4ULL << 20))
-		return pread_all(fd, buf, len, off);
+		return sluice_pread_all(fd, buf, len, off);
 	h = (struct pread_half){ .fd = fd, .buf = buf + first, .len = len - first, .off = off + first };
 	if (pthread_create(&t, NULL, pread_half_thread, &h))
-		return pread_all(fd, buf, len, off);
-	ret = pread_all(fd, buf, first, off);
+		return sluice_pread_all(fd, buf, len, off);
+	ret = sluice_pread_all(fd, buf, first, off);
 	pthread_join(t, NULL);
 	return ret ? ret : h.ret;
 }
@@ -209,7 +194,7 @@ static int payload_load(struct vmlinux_payload *p, const char **why)
 	if (p->loaded)
 		return 0;
 	*why = "payload unreadable";
-	if (pread_all(p->fd, p->in, p->len, p->off))
+	if (sluice_pread_all(p->fd, p->in, p->len, p->off))
 		return -EIO;
 	*why = "payload compression not supported here (zstd, xz and gzip are)";
 	if (!memcmp(p->in, zstd_magic, sizeof(zstd_magic)))
@@ -230,20 +215,19 @@ static int payload_load(struct vmlinux_payload *p, const char **why)
  * the payload's length, first and last 64 KiB.  The last bytes of each
  * format carry a checksum of the whole decompressed kernel (zstd's content
  * checksum, xz's block check, gzip's CRC32 and length), so a payload that
- * changed under the same name and times still gets a new key.  0 or -EIO.
+ * changed under the same name and times still gets a new key.  0 or -errno.
  */
 static int payload_key(const struct vmlinux_payload *p, struct sluice_kcache_key *key)
 {
-	enum { PART = 65536 };
+	const uint64_t part = p->len < 65536 ? p->len : 65536;
+	uint64_t id[6];
 	struct stat st;
-	uint64_t id[6], tail = p->len > PART ? p->len - PART : 0;
-	size_t n = sizeof(id) + (p->len < PART ? p->len : PART) * 2;
 	uint8_t *buf;
-	int ret = -EIO;
+	int ret;
 
 	if (fstat(p->fd, &st))
 		return -EIO;
-	buf = malloc(n);
+	buf = malloc(sizeof(id) + 2 * part);
 	if (!buf)
 		return -ENOMEM;
 	id[0] = st.st_ino;
@@ -253,11 +237,12 @@ static int payload_key(const struct vmlinux_payload *p, struct sluice_kcache_key
 	id[4] = (uint64_t)st.st_ctim.tv_sec;
 	id[5] = (uint64_t)st.st_ctim.tv_nsec;
 	memcpy(buf, id, sizeof(id));
-	if (!pread_all(p->fd, buf + sizeof(id), (n - sizeof(id)) / 2, p->off) &&
-	    !pread_all(p->fd, buf + sizeof(id) + (n - sizeof(id)) / 2, (n - sizeof(id)) / 2, p->off + tail)) {
-		sluice_kcache_key(buf, n, key);
+	ret = sluice_pread_all(p->fd, buf + sizeof(id), part, p->off);
+	if (!ret)
+		ret = sluice_pread_all(p->fd, buf + sizeof(id) + part, part, p->off + p->len - part);
+	if (!ret) {
+		sluice_kcache_key(buf, sizeof(id) + 2 * part, key);
 		key->payload_len = p->len;
-		ret = 0;
 	}
 	free(buf);
 	return ret;
@@ -452,10 +437,9 @@ int sluice_vmlinux_load(struct sluice_vm *vm, int fd, uint64_t off, uint32_t len
 		goto out_close;
 	}
 	for (;;) {
-		n = -EIO;
 		if (cfd >= 0) {
 			n = cached_len < VMLINUX_HEAD ? (int64_t)cached_len : VMLINUX_HEAD;
-			if (pread_all(cfd, head, (uint64_t)n, SLUICE_KCACHE_HDR))
+			if (sluice_pread_all(cfd, head, (uint64_t)n, SLUICE_KCACHE_HDR))
 				n = -EIO;
 		} else {
 			n = decompress_head(p.kind, p.in, len, head, VMLINUX_HEAD);
