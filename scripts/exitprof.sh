@@ -9,9 +9,10 @@
 # disk, or with EXITPROF_BACKEND=ram on a 128 MiB RAM block device (brd: the backend's cost drops out and
 # what is left is the dataplane's and the guest's): sluice's user dataplane
 # (IOThread), sluice's kernel dataplane (when sluice_blk.ko is loaded) and QEMU (virtio-blk-pci, IOThread,
-# aio=io_uring).  Counts come from tracefs histograms (kvm:kvm_exit by SVM/VMX exit code,
+# aio=io_uring), each with notify by port and by MMIO write.  Counts come from tracefs histograms (kvm:kvm_exit by SVM/VMX exit code,
 # kvm:kvm_userspace_exit, kvm:kvm_msr, kvm:kvm_pio, raw_syscalls:sys_enter per thread) over the load
-# phase (from the guest's SLUICE-BLK-INFO line to its exit), divided by the load's requests.
+# phase (from the guest's SLUICE-BLK-INFO line to its exit), divided by the load's requests.  Each VMM
+# runs with port-write and MMIO-write queue notifies.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$REPO/build}
@@ -104,18 +105,24 @@ report() {
 	done
 }
 
+# Each dataplane twice: kicks by port write (notify=pio) and by MMIO write (notify=mmio); QEMU as it
+# comes (MMIO notify) and with modern-pio-notify=on.
 names=()
-run sluice-user "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-	--cpus 1 --mem 256M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1 && names+=(sluice-user)
-if [ -c /dev/sluice-blk ]; then
-	run sluice-kernel "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
-		--cpus 1 --mem 256M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel &&
-		names+=(sluice-kernel)
-fi
-run qemu qemu-system-x86_64 -enable-kvm -cpu host -smp 1 -m 256 -nographic -no-reboot -nodefaults \
-	-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
-	-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
-	-device virtio-blk-pci,drive=d0,iothread=io0 && names+=(qemu)
+for nt in pio mmio; do
+	run sluice-user-$nt "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 1 --mem 256M --iothread id=io0 --drive file="$img",format=raw,cache=none,queues=1,notify=$nt &&
+		names+=(sluice-user-$nt)
+	[ -c /dev/sluice-blk ] || continue
+	run sluice-kernel-$nt "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" --append "$append" \
+		--cpus 1 --mem 256M --drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel,notify=$nt &&
+		names+=(sluice-kernel-$nt)
+done
+for pio in off on; do
+	run qemu-pio-$pio qemu-system-x86_64 -enable-kvm -cpu host -smp 1 -m 256 -nographic -no-reboot -nodefaults \
+		-serial stdio -kernel "$kernel" -initrd "$initrd" -append "$append" -object iothread,id=io0 \
+		-drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring \
+		-device virtio-blk-pci,drive=d0,iothread=io0,modern-pio-notify=$pio && names+=(qemu-pio-$pio)
+done
 for n in "${names[@]}"; do report "$n"; done
 rm -rf "$work"
 [ "$img" = /dev/ram0 ] || rm -f "$img"

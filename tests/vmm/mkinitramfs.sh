@@ -183,6 +183,8 @@ if [ -n "$blk" ]; then
 		;;
 	esac
 	grep virtio /proc/interrupts | sed 's/^/SLUICE-IRQ: /'
+	# An I/O range here means the driver took a port notify capability (notify=pio).
+	grep virtio-pci-modern /proc/ioports | sed 's/^ */SLUICE-IOPORTS: /'
 	echo "SLUICE-CLOCK: $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource 2>/dev/null)" \
 		"$(grep -o 'x2apic\|tsc_deadline_timer\|constant_tsc\|nonstop_tsc' /proc/cpuinfo | sort -u | tr '\n' ' ')"
 	# Requests the guest completed per disk (reads, writes, discards, flushes: /sys/block/<d>/stat).

@@ -107,6 +107,7 @@ static void cmd_query_block(struct sluice_vm *vm, const struct sluice_json *args
 			sluice_jw_string(w, "kernel-disk", sluice_vblk_kernel_name(v));
 		sluice_jw_string(w, "cache", v->opts->cache_none ? "none" : "writeback");
 		sluice_jw_bool(w, "readonly", v->readonly);
+		sluice_jw_string(w, "notify", sluice_virtio_notify_name(v->vpci.notify));
 		sluice_jw_uint(w, "capacity", v->capacity);
 		sluice_jw_uint(w, "queues", v->nr_queues);
 		sluice_jw_uint(w, "queue-size", v->queue_size);

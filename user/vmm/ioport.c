@@ -98,6 +98,9 @@ static void port_access(struct sluice_vcpu *vcpu, uint16_t port, bool is_write, 
 			*data = cmos_read(vm->cmos_index);
 		return;
 	}
+	/* A device's I/O BAR (pci.c); notify writes land here only when no ioeventfd caught them. */
+	if (sluice_pci_pio(vm, port, is_write, data, size))
+		return;
 	/* The POST port, PCI data (no devices), absent devices: reads float high, writes vanish. */
 	if (!is_write)
 		memset(data, 0xff, size);

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-/* pci.c - PCI bus 0: host bridge at 00.0, configuration mechanism #1 (0xcf8/0xcfc), BAR sizing and placement, MMIO dispatch. */
+/* pci.c - PCI bus 0: host bridge at 00.0, configuration mechanism #1 (0xcf8/0xcfc), BAR sizing and placement, MMIO and port dispatch. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +69,7 @@ int sluice_pci_init(struct sluice_vm *vm)
 	pthread_mutex_init(&bus->lock, NULL);
 	bus->vm = vm;
 	bus->mmio_next = SLUICE_PCI_MMIO_START;
+	bus->io_next = SLUICE_PCI_IO_START;
 	vm->pci = bus;
 	/* The host bridge: class 06.00 makes Linux's conf1 sanity check accept the bus. */
 	return sluice_pci_dev_init(vm, &bus->host_bridge, 0x8086, 0x0d57, 0x060000, 0, 0);
@@ -122,6 +123,31 @@ int sluice_pci_dev_add_bar(struct sluice_pci_dev *dev, unsigned int bar, uint32_
 	return 0;
 }
 
+/*
+ * Main thread, before the vCPUs run.  Port decoding is turned on with it, as
+ * firmware leaves a device whose I/O BAR it assigned.  The upper 16 bits of
+ * the BAR are hardwired to 0: x86 ports are 16-bit.
+ */
+int sluice_pci_dev_add_io_bar(struct sluice_pci_dev *dev, unsigned int bar, uint32_t size)
+{
+	struct sluice_pci_bus *bus = dev->bus;
+	uint32_t addr;
+
+	if (bar >= SLUICE_PCI_NR_BARS || size < 4 || size > 256 || (size & (size - 1)))
+		return -EINVAL;
+	addr = (bus->io_next + size - 1) & ~(size - 1);
+	if (addr + size > SLUICE_PCI_IO_END)
+		return -ENOSPC;
+	bus->io_next = addr + size;
+	dev->bar_size[bar] = size;
+	dev->bar_addr[bar] = addr;
+	dev->bar_io |= 1u << bar;
+	put_le(dev->cfg + PCI_BASE_ADDRESS_0 + 4 * bar, 4, addr | PCI_BASE_ADDRESS_SPACE_IO);
+	sluice_pci_set_wmask(dev, PCI_BASE_ADDRESS_0 + 4 * bar, 4, ~(size - 1) & 0xffff);
+	put_le(dev->cfg + PCI_COMMAND, 2, get_le(dev->cfg + PCI_COMMAND, 2) | PCI_COMMAND_IO);
+	return 0;
+}
+
 /* Main thread, before the vCPUs run. */
 int sluice_pci_dev_add_cap(struct sluice_pci_dev *dev, const void *data, unsigned int len)
 {
@@ -170,13 +196,15 @@ static void cfg_write(struct sluice_pci_dev *dev, unsigned int off, const uint8_
 	for (i = 0; i < len; i++)
 		dev->cfg[off + i] = (dev->cfg[off + i] & ~dev->wmask[off + i]) | (data[i] & dev->wmask[off + i]);
 	for (bar = 0; bar < SLUICE_PCI_NR_BARS; bar++) {
-		uint32_t reg = PCI_BASE_ADDRESS_0 + 4 * bar, v, size = dev->bar_size[bar];
+		uint32_t reg = PCI_BASE_ADDRESS_0 + 4 * bar, v, size = dev->bar_size[bar], mask;
 
 		if (!size || off + len <= reg || off >= reg + 4)
 			continue;
-		v = get_le(dev->cfg + reg, 4) & PCI_BASE_ADDRESS_MEM_MASK;
+		mask = dev->bar_io & (1u << bar) ? (uint32_t)PCI_BASE_ADDRESS_IO_MASK & 0xffff :
+						   (uint32_t)PCI_BASE_ADDRESS_MEM_MASK;
+		v = get_le(dev->cfg + reg, 4) & mask;
 		/* All ones (sizing) is not an address. */
-		if (v == (~(size - 1) & PCI_BASE_ADDRESS_MEM_MASK) || v == 0 || v == dev->bar_addr[bar])
+		if (v == (~(size - 1) & mask) || v == 0 || v == dev->bar_addr[bar])
 			continue;
 		old[bar] = dev->bar_addr[bar];
 		dev->bar_addr[bar] = v;
@@ -234,27 +262,50 @@ out_unlock:
 	pthread_mutex_unlock(&bus->lock);
 }
 
-/* vCPU threads: dispatch an MMIO exit to the BAR that contains it; false when none does. */
-bool sluice_pci_mmio(struct sluice_vm *vm, uint64_t addr, bool is_write, uint8_t *data, unsigned int len)
+/*
+ * vCPU threads: hand an access of @len bytes at @addr to the BAR of the
+ * given kind (memory or I/O) that contains it; false when none does.
+ */
+static bool bar_dispatch(struct sluice_pci_bus *bus, bool io, uint64_t addr, bool is_write, uint8_t *data,
+			 unsigned int len)
 {
-	struct sluice_pci_bus *bus = vm->pci;
 	struct sluice_pci_dev *dev;
 	unsigned int slot, bar;
 	uint64_t base;
 
-	if (!bus || addr < SLUICE_PCI_MMIO_START || addr >= SLUICE_PCI_MMIO_END)
-		return false;
 	for (slot = 0; slot < SLUICE_PCI_MAX_DEVS; slot++) {
 		dev = bus->devs[slot];
 		if (!dev || !dev->ops || !dev->ops->bar_access)
 			continue;
 		for (bar = 0; bar < SLUICE_PCI_NR_BARS; bar++) {
+			if (!dev->bar_size[bar] || !(dev->bar_io & (1u << bar)) != !io)
+				continue;
 			base = __atomic_load_n(&dev->bar_addr[bar], __ATOMIC_ACQUIRE);
-			if (!dev->bar_size[bar] || addr < base || addr + len > base + dev->bar_size[bar])
+			if (addr < base || addr + len > base + dev->bar_size[bar])
 				continue;
 			dev->ops->bar_access(dev, bar, addr - base, is_write, data, len);
 			return true;
 		}
 	}
 	return false;
+}
+
+/* vCPU threads: dispatch an MMIO exit to the memory BAR that contains it; false when none does. */
+bool sluice_pci_mmio(struct sluice_vm *vm, uint64_t addr, bool is_write, uint8_t *data, unsigned int len)
+{
+	struct sluice_pci_bus *bus = vm->pci;
+
+	if (!bus || addr < SLUICE_PCI_MMIO_START || addr >= SLUICE_PCI_MMIO_END)
+		return false;
+	return bar_dispatch(bus, false, addr, is_write, data, len);
+}
+
+/* vCPU threads: dispatch a port I/O exit to the I/O BAR that contains it; false when none does. */
+bool sluice_pci_pio(struct sluice_vm *vm, uint16_t port, bool is_write, uint8_t *data, unsigned int len)
+{
+	struct sluice_pci_bus *bus = vm->pci;
+
+	if (!bus || port < SLUICE_PCI_IO_START)
+		return false;
+	return bar_dispatch(bus, true, port, is_write, data, len);
 }

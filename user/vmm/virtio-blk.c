@@ -169,6 +169,17 @@ int sluice_drive_opts_parse(const char *spec, struct sluice_drive_opts **out, ch
 				*errp = g_strdup_printf("--drive: readonly '%s': expected on or off", val);
 				goto err_free;
 			}
+		} else if (!strcmp(key, "notify")) {
+			if (!strcmp(val, "auto"))
+				o->notify = SLUICE_VIRTIO_NOTIFY_AUTO;
+			else if (!strcmp(val, "pio"))
+				o->notify = SLUICE_VIRTIO_NOTIFY_PIO;
+			else if (!strcmp(val, "mmio"))
+				o->notify = SLUICE_VIRTIO_NOTIFY_MMIO;
+			else {
+				*errp = g_strdup_printf("--drive: notify '%s': expected auto, pio or mmio", val);
+				goto err_free;
+			}
 		} else {
 			*errp = g_strdup_printf("--drive: unknown key '%s'", key);
 			goto err_free;
@@ -880,6 +891,7 @@ int sluice_vblk_create(struct sluice_vm *vm, struct sluice_drive_opts *opts, str
 		}
 	}
 	vblk_config_init(vblk);
+	vblk->vpci.notify = opts->notify;
 	ret = sluice_virtio_pci_init(&vblk->vpci, vm, &vblk_virtio_ops, vblk);
 	if (ret) {
 		*errp = g_strdup_printf("--drive %s: cannot create its PCI device: %s", opts->file, strerror(-ret));

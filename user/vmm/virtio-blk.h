@@ -48,6 +48,7 @@ struct sluice_drive_opts {
 	char *iothreads[SLUICE_VBLK_MAX_IOTHREADS];
 	bool cache_none;
 	bool readonly;
+	enum sluice_virtio_notify notify;
 };
 
 /* Any thread: parse "file=PATH,format=raw|qcow2[,id=..]..."; 0 or -EINVAL with *@errp (g_free it). */

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* virtio-pci.c - the virtio 1.x PCI transport: capabilities in BAR 0, common config, device status and reset, MSI-X over irqfds, ioeventfd notify. */
+#include <cpuid.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -25,6 +26,9 @@
 #define VP_NOTIFY_MULT		4
 #define VP_MSIX_TABLE_OFF	0x4000
 #define VP_MSIX_PBA_OFF		0x5000
+/* BAR 1 (I/O, PIO notify only): the notify port at offset 0, every queue. */
+#define VP_PIO_BAR		1
+#define VP_PIO_BAR_SIZE		4
 
 /* Common configuration offsets (virtio 1.x, 4.1.4.3). */
 enum {
@@ -112,7 +116,10 @@ static void vector_update(struct sluice_virtio_pci *vp, unsigned int i)
 	}
 }
 
-/* vCPU thread, transport lock held: bind queue @i's notify address to its kick eventfd. */
+/*
+ * vCPU thread, transport lock held: bind queue @i's notify address (and its
+ * notify port with PIO) to its kick eventfd, or unbind them.
+ */
 static void notify_bind(struct sluice_virtio_pci *vp, unsigned int i, bool bind)
 {
 	struct sluice_virtio_queue *q = &vp->queues[i];
@@ -122,13 +129,23 @@ static void notify_bind(struct sluice_virtio_pci *vp, unsigned int i, bool bind)
 		return;
 	if (bind)
 		q->notify_addr = vp->pci.bar_addr[0] + VP_NOTIFY_OFF + i * VP_NOTIFY_MULT;
-	ret = sluice_ioeventfd(vp->vm, q->notify_addr, 2, q->kick_fd, bind);
+	ret = sluice_ioeventfd(vp->vm, q->notify_addr, 0, q->kick_fd, bind);
 	if (ret && bind) {
 		/* Not fatal: the notify write then exits and is forwarded by bar_access. */
 		fprintf(stderr, "sluice: %s: queue %u: ioeventfd: %s\n", vp->ops->name, i, strerror(-ret));
 		return;
 	}
 	q->ioeventfd_bound = bind;
+	if (vp->notify != SLUICE_VIRTIO_NOTIFY_PIO || bind == q->pio_bound)
+		return;
+	if (bind)
+		q->notify_port = (uint16_t)vp->pci.bar_addr[VP_PIO_BAR];
+	ret = sluice_pio_eventfd(vp->vm, q->notify_port, 2, i, q->kick_fd, bind);
+	if (ret && bind) {
+		fprintf(stderr, "sluice: %s: queue %u: port ioeventfd: %s\n", vp->ops->name, i, strerror(-ret));
+		return;
+	}
+	q->pio_bound = bind;
 }
 
 /* vCPU thread, transport lock held: status 0.  Stops the device, forgets the driver's setup. */
@@ -364,13 +381,22 @@ static void msix_access(struct sluice_virtio_pci *vp, unsigned int off, bool is_
 	vector_update(vp, i);
 }
 
-/* vCPU threads: an access to BAR 0 (notify writes land here only when no ioeventfd caught them). */
+/* vCPU threads: an access to BAR 0 or 1 (notify writes land here only when no ioeventfd caught them). */
 static void vp_bar_access(struct sluice_pci_dev *pci, unsigned int bar, uint64_t off, bool is_write,
 			  uint8_t *data, unsigned int len)
 {
 	struct sluice_virtio_pci *vp = pci->opaque;
 	unsigned int i;
 
+	if (bar == VP_PIO_BAR && vp->notify == SLUICE_VIRTIO_NOTIFY_PIO) {
+		/* The driver writes the queue index (16 bits) at offset 0. */
+		i = rd_le(data, len);
+		if (is_write && !off && len == 2 && i < vp->nr_queues)
+			eventfd_write(vp->queues[i].kick_fd, 1);
+		else if (!is_write)
+			memset(data, 0, len);
+		return;
+	}
 	if (bar != 0) {
 		if (!is_write)
 			memset(data, 0xff, len);
@@ -462,13 +488,13 @@ static void vp_config_written(struct sluice_pci_dev *pci, unsigned int off, unsi
 	pthread_mutex_unlock(&vp->lock);
 }
 
-/* vCPU threads: BAR 0 moved; follow with the bound notify addresses. */
+/* vCPU threads: BAR 0 or the notify port moved; follow with the bound notify addresses. */
 static void vp_bar_moved(struct sluice_pci_dev *pci, unsigned int bar, uint64_t old_addr, uint64_t addr)
 {
 	struct sluice_virtio_pci *vp = pci->opaque;
 	unsigned int i;
 
-	if (bar)
+	if (bar != 0 && bar != VP_PIO_BAR)
 		return;
 	pthread_mutex_lock(&vp->lock);
 	for (i = 0; i < vp->nr_queues; i++) {
@@ -486,20 +512,43 @@ static const struct sluice_pci_dev_ops vp_pci_ops = {
 	.bar_moved = vp_bar_moved,
 };
 
-/* Main thread: one virtio vendor capability. */
-static int add_virtio_cap(struct sluice_virtio_pci *vp, uint8_t type, uint32_t off, uint32_t len, bool notify)
+/* Main thread: one virtio vendor capability; @mult is the notify multiplier (notify capabilities only, else < 0). */
+static int add_virtio_cap(struct sluice_virtio_pci *vp, uint8_t type, uint8_t bar, uint32_t off, uint32_t len,
+			  int mult)
 {
 	uint8_t cap[20] = { 0 };
 
 	cap[0] = PCI_CAP_ID_VNDR;
-	cap[2] = notify ? 20 : 16;
+	cap[2] = mult >= 0 ? 20 : 16;
 	cap[3] = type;
-	cap[4] = 0;		/* BAR 0 */
+	cap[4] = bar;
 	wr_le(cap + 8, 4, off);
 	wr_le(cap + 12, 4, len);
-	if (notify)
-		wr_le(cap + 16, 4, VP_NOTIFY_MULT);
+	if (mult >= 0)
+		wr_le(cap + 16, 4, mult);
 	return sluice_pci_dev_add_cap(&vp->pci, cap, cap[2]);
+}
+
+/* Any thread. */
+const char *sluice_virtio_notify_name(enum sluice_virtio_notify notify)
+{
+	return notify == SLUICE_VIRTIO_NOTIFY_PIO ? "pio" : "mmio";
+}
+
+/* Main thread: AUTO's choice, by the host CPU's vendor (AMD's SVM has no fast MMIO path in KVM). */
+static enum sluice_virtio_notify notify_resolve(enum sluice_virtio_notify notify)
+{
+	unsigned int eax, ebx, ecx, edx;
+
+	if (notify != SLUICE_VIRTIO_NOTIFY_AUTO)
+		return notify;
+	if (!__get_cpuid(0, &eax, &ebx, &ecx, &edx))
+		return SLUICE_VIRTIO_NOTIFY_MMIO;
+	/* "AuthenticAMD" / "HygonGenuine" in EBX, EDX, ECX. */
+	if ((ebx == 0x68747541 && edx == 0x69746e65 && ecx == 0x444d4163) ||
+	    (ebx == 0x6f677948 && edx == 0x6e65476e && ecx == 0x656e6975))
+		return SLUICE_VIRTIO_NOTIFY_PIO;
+	return SLUICE_VIRTIO_NOTIFY_MMIO;
 }
 
 /* Main thread, before the vCPUs run. */
@@ -552,11 +601,20 @@ int sluice_virtio_pci_init(struct sluice_virtio_pci *vp, struct sluice_vm *vm,
 	ret = sluice_pci_dev_add_bar(&vp->pci, 0, VP_BAR_SIZE);
 	if (ret)
 		goto err_close_fds_ret;
-	if (add_virtio_cap(vp, VIRTIO_PCI_CAP_COMMON_CFG, VP_COMMON_OFF, VP_COMMON_LEN, false) < 0 ||
-	    add_virtio_cap(vp, VIRTIO_PCI_CAP_ISR_CFG, VP_ISR_OFF, 1, false) < 0 ||
-	    add_virtio_cap(vp, VIRTIO_PCI_CAP_DEVICE_CFG, VP_DEVCFG_OFF, VP_DEVCFG_LEN, false) < 0 ||
-	    add_virtio_cap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, VP_NOTIFY_OFF,
-			   SLUICE_VIRTIO_MAX_QUEUES * VP_NOTIFY_MULT, true) < 0) {
+	vp->notify = notify_resolve(vp->notify);
+	if (vp->notify == SLUICE_VIRTIO_NOTIFY_PIO) {
+		ret = sluice_pci_dev_add_io_bar(&vp->pci, VP_PIO_BAR, VP_PIO_BAR_SIZE);
+		if (ret)
+			goto err_close_fds_ret;
+	}
+	if (add_virtio_cap(vp, VIRTIO_PCI_CAP_COMMON_CFG, 0, VP_COMMON_OFF, VP_COMMON_LEN, -1) < 0 ||
+	    add_virtio_cap(vp, VIRTIO_PCI_CAP_ISR_CFG, 0, VP_ISR_OFF, 1, -1) < 0 ||
+	    add_virtio_cap(vp, VIRTIO_PCI_CAP_DEVICE_CFG, 0, VP_DEVCFG_OFF, VP_DEVCFG_LEN, -1) < 0 ||
+	    /* The driver takes the first notify capability it can map: the port one, when there is one. */
+	    (vp->notify == SLUICE_VIRTIO_NOTIFY_PIO &&
+	     add_virtio_cap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, VP_PIO_BAR, 0, 2, 0) < 0) ||
+	    add_virtio_cap(vp, VIRTIO_PCI_CAP_NOTIFY_CFG, 0, VP_NOTIFY_OFF,
+			   SLUICE_VIRTIO_MAX_QUEUES * VP_NOTIFY_MULT, VP_NOTIFY_MULT) < 0) {
 		ret = -ENOSPC;
 		goto err_close_fds_ret;
 	}

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-2.0 */
-/* virtio-pci.h - the virtio 1.x PCI transport (modern only): capabilities, common config, MSI-X, ioeventfd notify. */
+/* virtio-pci.h - the virtio 1.x PCI transport (modern only): capabilities, common config, MSI-X, ioeventfd notify (MMIO or port). */
 #ifndef SLUICE_VIRTIO_PCI_H
 #define SLUICE_VIRTIO_PCI_H
 
@@ -14,6 +14,20 @@ struct sluice_virtio_pci;
 
 #define SLUICE_VIRTIO_MAX_QUEUES	16
 #define SLUICE_VIRTIO_NO_VECTOR		0xffff
+
+/*
+ * Where the driver kicks a queue: the notify capability it finds first.
+ * MMIO: one address per queue in BAR 0.  PIO: one port in I/O BAR 1 for all
+ * queues, the queue index as the value written (QEMU's modern-pio-notify).
+ * A port write exits with its port and value decoded by the CPU; an MMIO
+ * write without KVM's fast MMIO path (which only VMX has) goes through its
+ * instruction emulator.  AUTO picks PIO on AMD/Hygon hosts, MMIO elsewhere.
+ */
+enum sluice_virtio_notify {
+	SLUICE_VIRTIO_NOTIFY_AUTO,
+	SLUICE_VIRTIO_NOTIFY_MMIO,
+	SLUICE_VIRTIO_NOTIFY_PIO,
+};
 
 /*
  * A virtio device behind the transport (virtio-blk.c): one const table.
@@ -53,7 +67,9 @@ struct sluice_virtio_queue {
 	int kick_fd;		/* eventfd bound to the queue's notify address (ioeventfd) */
 	int call_fd;		/* the irqfd of the queue's vector, or -1 (NO_VECTOR) */
 	bool ioeventfd_bound;
+	bool pio_bound;		/* the notify port is bound too (PIO) */
 	uint64_t notify_addr;	/* guest physical address of the bound ioeventfd */
+	uint16_t notify_port;	/* the bound port (PIO) */
 };
 
 /* One MSI-X vector: table entry, its GSI and eventfd (irqfd). */
@@ -69,6 +85,8 @@ struct sluice_virtio_pci {
 	struct sluice_vm *vm;
 	const struct sluice_virtio_dev_ops *ops;
 	void *dev;
+	/* Set by the device before init (AUTO is resolved there); constant after. */
+	enum sluice_virtio_notify notify;
 	pthread_mutex_t lock;			/* everything below except status and isr (atomics) */
 	uint64_t host_features, guest_features;
 	uint32_t dfselect, gfselect;
@@ -89,6 +107,8 @@ struct sluice_virtio_pci {
 /* Main thread, before the vCPUs run: create the PCI function for @dev. */
 int sluice_virtio_pci_init(struct sluice_virtio_pci *vp, struct sluice_vm *vm,
 			   const struct sluice_virtio_dev_ops *ops, void *dev);
+/* Any thread: "mmio" or "pio". */
+const char *sluice_virtio_notify_name(enum sluice_virtio_notify notify);
 /* Main thread, vCPUs stopped. */
 void sluice_virtio_pci_exit(struct sluice_virtio_pci *vp);
 

@@ -35,6 +35,9 @@
 /* PCI: devices' BARs are placed in this window of the PCI hole (below the IOAPIC). */
 #define SLUICE_PCI_MMIO_START	0xe0000000ULL
 #define SLUICE_PCI_MMIO_END	0xfe000000ULL
+/* ... and I/O BARs in this port range (above the legacy ISA ports, as firmware places them). */
+#define SLUICE_PCI_IO_START	0xc000u
+#define SLUICE_PCI_IO_END	0x10000u
 /* GSIs 0-23 are the PIC/IOAPIC pins; MSI routes start above them. */
 #define SLUICE_MSI_GSI_BASE	24
 #define SLUICE_MSI_MAX		256
@@ -220,6 +223,7 @@ int sluice_msi_gsi_alloc(struct sluice_vm *vm);
 int sluice_msi_route_set(struct sluice_vm *vm, int gsi, uint64_t addr, uint32_t data, bool valid);
 int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign);
 int sluice_ioeventfd(struct sluice_vm *vm, uint64_t addr, unsigned int len, int fd, bool assign);
+int sluice_pio_eventfd(struct sluice_vm *vm, uint16_t port, unsigned int len, uint64_t match, int fd, bool assign);
 
 /* ioport.c */
 int sluice_ioport_coalesce(struct sluice_vm *vm);
