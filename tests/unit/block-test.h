@@ -20,6 +20,8 @@
  * working directory (meson runs tests in the build dir, a real filesystem,
  * unlike a tmpfs /tmp that refuses O_DIRECT).  Main thread.
  */
+static void bt_rmdir(void);
+
 static inline const char *bt_dir(void)
 {
 	static char dir[4096];
@@ -35,6 +37,8 @@ static inline const char *bt_dir(void)
 	snprintf(dir, sizeof(dir), "%s/sluice-test-XXXXXX", base);
 	if (!mkdtemp(dir))
 		snprintf(dir, sizeof(dir), ".");
+	else
+		atexit(bt_rmdir);	/* gone when empty; a failed test's files stay to be looked at */
 	return dir;
 }
 
@@ -51,6 +55,12 @@ static inline void bt_cleanup(void)
 {
 	if (strcmp(bt_dir(), "."))
 		rmdir(bt_dir());
+}
+
+/* At exit: the same, for the tests that do not call bt_cleanup themselves. */
+static void bt_rmdir(void)
+{
+	bt_cleanup();
 }
 
 /* Does the scratch filesystem take O_DIRECT?  Main thread. */

@@ -228,6 +228,9 @@ static bool req_conflict(enum qcow2_req_kind a, enum qcow2_req_kind b)
 	bool a_alloc = a == QCOW2_REQ_ALLOC || a == QCOW2_REQ_LINK;
 	bool b_alloc = b == QCOW2_REQ_ALLOC || b == QCOW2_REQ_LINK;
 
+	/* Freeing host clusters waits for the reads that may use them, and for nothing else. */
+	if (a == QCOW2_REQ_FREE || b == QCOW2_REQ_FREE)
+		return a == QCOW2_REQ_READ || b == QCOW2_REQ_READ;
 	if (a == QCOW2_REQ_DISCARD || b == QCOW2_REQ_DISCARD)
 		return true;
 	/* A read must not start on clusters a LINK is about to free (it waits for earlier reads). */
@@ -237,17 +240,18 @@ static bool req_conflict(enum qcow2_req_kind a, enum qcow2_req_kind b)
 }
 
 /*
- * Coroutine, image lock held: if a request conflicting with @kind over
- * guest clusters [start, end) is in flight, wait for it to end and return
- * true (the caller must look again: the lock was dropped); else false.
+ * Coroutine, image lock held: if a request other than @self (NULL: none)
+ * that conflicts with @kind over guest clusters [start, end) is in flight,
+ * wait for it to end and return true (the caller must look again: the lock
+ * was dropped); else false.
  */
-static bool coroutine_fn req_co_wait(struct qcow2_state *s, enum qcow2_req_kind kind, uint64_t start,
-				     uint64_t end) TSA_REQUIRES(s->lock)
+static bool coroutine_fn req_co_wait(struct qcow2_state *s, const struct qcow2_req *self,
+				     enum qcow2_req_kind kind, uint64_t start, uint64_t end) TSA_REQUIRES(s->lock)
 {
 	struct qcow2_req *r;
 
 	for (r = s->reqs; r; r = r->next) {
-		if (r->start < end && start < r->end && req_conflict(kind, r->kind)) {
+		if (r != self && r->start < end && start < r->end && req_conflict(kind, r->kind)) {
 			sluice_co_queue_wait(&r->waiters, &s->lock);
 			return true;
 		}
@@ -264,15 +268,8 @@ static bool coroutine_fn req_co_wait(struct qcow2_state *s, enum qcow2_req_kind 
 void coroutine_fn qcow2_co_wait_reads(struct qcow2_state *s, const struct qcow2_req *self, uint64_t start,
 				      uint64_t end) TSA_REQUIRES(s->lock)
 {
-	struct qcow2_req *r;
-
-again:
-	for (r = s->reqs; r; r = r->next) {
-		if (r != self && r->kind == QCOW2_REQ_READ && r->start < end && start < r->end) {
-			sluice_co_queue_wait(&r->waiters, &s->lock);
-			goto again;
-		}
-	}
+	while (req_co_wait(s, self, QCOW2_REQ_FREE, start, end))
+		;
 }
 
 /* Image lock held: @r (on the caller's stack) covers guest bytes [offset, offset + len). */
@@ -404,7 +401,7 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_do_read(struct qcow2_state *s, uin
 		struct qcow2_iov q;
 
 		sluice_co_mutex_lock(&s->lock);
-		while (req_co_wait(s, QCOW2_REQ_READ, off >> s->cluster_bits,
+		while (req_co_wait(s, NULL, QCOW2_REQ_READ, off >> s->cluster_bits,
 				   ((off + bytes - done - 1) >> s->cluster_bits) + 1))
 			;
 		ret = qcow2_co_get_mapping(s, off, bytes - done, &m);
@@ -550,7 +547,7 @@ retry:
 		first = off >> s->cluster_bits;
 		last = (off + chunk - 1) >> s->cluster_bits;
 		if (m.type == QCOW2_CLUSTER_NORMAL && m.copied) {
-			if (req_co_wait(s, QCOW2_REQ_WRITE, first, last + 1))
+			if (req_co_wait(s, NULL, QCOW2_REQ_WRITE, first, last + 1))
 				goto retry;
 			/* An L2 entry of a corrupt image may point at metadata: never write there. */
 			ret = qcow2_co_pre_write_check(s, 0, m.host, chunk);
@@ -584,7 +581,7 @@ retry:
 			continue;
 		}
 
-		if (req_co_wait(s, QCOW2_REQ_ALLOC, first, last + 1))
+		if (req_co_wait(s, NULL, QCOW2_REQ_ALLOC, first, last + 1))
 			goto retry;
 		if (m.type == QCOW2_CLUSTER_ZERO_ALLOC && m.copied) {
 			/* Our own preallocated zero cluster: fill it in place. */
@@ -704,7 +701,7 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_clusters_op(struct qcow2_state *s,
 		uint64_t n = MIN(bytes, l2_span - (offset & (l2_span - 1)));
 
 		sluice_co_mutex_lock(&s->lock);
-		while (req_co_wait(s, QCOW2_REQ_DISCARD, offset >> s->cluster_bits,
+		while (req_co_wait(s, NULL, QCOW2_REQ_DISCARD, offset >> s->cluster_bits,
 				   (offset + n) >> s->cluster_bits))
 			;
 		ret = s->corrupt ? -EIO : qcow2_co_zero_or_discard(s, offset, n >> s->cluster_bits,
@@ -817,7 +814,7 @@ static int coroutine_fn GRAPH_RDLOCK qcow2_co_truncate(struct sluice_bds *bs, ui
 		ret = 0;
 		goto out_unlock;
 	}
-	while (req_co_wait(s, QCOW2_REQ_DISCARD, 0, UINT64_MAX))
+	while (req_co_wait(s, NULL, QCOW2_REQ_DISCARD, 0, UINT64_MAX))
 		;
 	ret = qcow2_co_grow_l1(s, qcow2_l1_entries_for(s, size));
 	if (ret < 0)

@@ -121,6 +121,7 @@ enum qcow2_req_kind {
 	QCOW2_REQ_ALLOC,	/* allocating clusters: one at a time per cluster */
 	QCOW2_REQ_LINK,		/* an ALLOC about to free the old clusters: new reads wait */
 	QCOW2_REQ_DISCARD,	/* discard, write-zeroes, truncate: excludes everything */
+	QCOW2_REQ_FREE,		/* never in flight: what freeing host clusters waits for (reads) */
 };
 
 struct qcow2_req {
