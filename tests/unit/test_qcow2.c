@@ -1,11 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-/* test_qcow2.c - the qcow2 driver against qemu-img/qemu-io: create, read their images, same writes, corruption, concurrency. */
+/* test_qcow2.c - the qcow2 driver against qemu-img/qemu-io: create, read their images, same writes, corruption, concurrency, clusters freed under reads. */
 #include <glib.h>
 #include <sys/wait.h>
 
 #include "block-test.h"
 #include "iothread.h"
 #include "ktap.h"
+#include "qcow2.h"
 
 #define MiB	(1ull << 20)
 
@@ -924,6 +925,226 @@ static enum ktap_result snapshot_shared_clusters(void)
 	return KTAP_PASS;
 }
 
+/*
+ * A gate under the qcow2 node: its file node's read callback, swapped for
+ * one that parks the first read after arming until the test releases it.
+ * Main thread (the image's requests run in the main ctx here).
+ */
+struct read_gate {
+	struct sluice_bds *file;
+	const struct sluice_block_driver *orig;
+	struct sluice_block_driver drv;
+	bool armed;
+	struct sluice_co *parked;	/* the parked read's coroutine */
+	uint64_t parked_off;		/* host offset it reads */
+};
+static struct read_gate gate;
+
+static int coroutine_fn gate_co_preadv(struct sluice_bds *bs, uint64_t offset, uint64_t bytes,
+				       struct iovec *iov, int niov, int flags)
+{
+	if (gate.armed) {
+		gate.armed = false;
+		gate.parked_off = offset;
+		gate.parked = sluice_co_self();
+		sluice_co_yield();
+	}
+	return gate.orig->co_preadv(bs, offset, bytes, iov, niov, flags);
+}
+
+static void gate_install(struct sluice_blk *blk)
+{
+	gate = (struct read_gate){ .file = sluice_blk_bs(blk)->file };
+	gate.orig = gate.file->drv;
+	gate.drv = *gate.orig;
+	gate.drv.co_preadv = gate_co_preadv;
+	gate.file->drv = &gate.drv;
+}
+
+static void gate_remove(void)
+{
+	gate.file->drv = gate.orig;
+}
+
+/* One guest request in its own coroutine; done once it returned. */
+struct gated_req {
+	struct sluice_blk *blk;
+	enum { GR_READ, GR_WRITE, GR_DISCARD } op;
+	uint64_t off, len;
+	unsigned char *buf;
+	int ret;
+	bool done;
+};
+
+static void coroutine_fn gated_req_co(void *opaque)
+{
+	struct gated_req *r = opaque;
+	struct iovec iov = { r->buf, r->len };
+
+	if (r->op == GR_READ)
+		r->ret = sluice_blk_co_preadv(r->blk, r->off, r->len, &iov, 1, 0);
+	else if (r->op == GR_WRITE)
+		r->ret = sluice_blk_co_pwritev(r->blk, r->off, r->len, &iov, 1, 0);
+	else
+		r->ret = sluice_blk_co_pdiscard(r->blk, r->off, r->len);
+	r->done = true;
+}
+
+/* Main thread: start @r; then let the main loop run whatever is ready (without blocking). */
+static void gated_start(struct gated_req *r)
+{
+	sluice_co_enter(sluice_co_create(gated_req_co, r));
+	while (sluice_aio_poll(sluice_block_main_ctx(), false))
+		;
+}
+
+/*
+ * Main thread, nothing running: does a request wait for an in-flight read
+ * of @blk's qcow2 image (is it queued on the read's waiters)?  What a
+ * request that frees the read's host clusters must do.
+ */
+static bool read_waited_on(struct sluice_blk *blk)
+{
+	struct qcow2_state *s = sluice_blk_bs(blk)->opaque;
+	struct qcow2_req *r;
+
+	for (r = s->reqs; r; r = r->next)
+		if (r->kind == QCOW2_REQ_READ && !sluice_co_queue_empty(&r->waiters))
+			return true;
+	return false;
+}
+
+/*
+ * Main thread: put the gate under @blk's image and start a read of guest
+ * bytes [0, len) into @buf (zeroed first); true if it parked in the file layer.
+ */
+static bool gated_read_park(struct sluice_blk *blk, struct gated_req *rd, unsigned char *buf, uint64_t len)
+{
+	gate_install(blk);
+	gate.armed = true;
+	*rd = (struct gated_req){ .blk = blk, .op = GR_READ, .off = 0, .len = len, .buf = buf };
+	memset(buf, 0, len);
+	gated_start(rd);
+	return gate.parked && !rd->done;
+}
+
+/*
+ * Main thread: let the parked read go, wait for it and for @other, take the
+ * gate away.  Before any early return: the backend could not close.
+ */
+static void gated_read_release(struct gated_req *rd, struct gated_req *other)
+{
+	if (gate.parked)
+		sluice_co_enter(gate.parked);
+	SLUICE_AIO_WAIT_WHILE(sluice_block_main_ctx(), !rd->done || !other->done);
+	gate_remove();
+}
+
+static bool all_bytes(const unsigned char *p, size_t n, unsigned char v)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (p[i] != v)
+			return false;
+	return true;
+}
+
+/*
+ * A host cluster freed under a read: a discard of a cluster that a read is
+ * still reading (parked in the file layer) waits for the read.  Were it to
+ * free the cluster at once, the next allocating write would take that host
+ * cluster (the lowest free one) and the read would return its data.  The
+ * read returns the old data; the write is not held back (other clusters).
+ */
+static enum ktap_result discard_waits_for_reads(void)
+{
+	enum { CL = 65536 };
+	static unsigned char a[CL], b[CL], rbuf[CL];
+	char path[8192], *err = NULL;
+	struct sluice_blk *blk;
+	struct gated_req rd, dc, wr;
+	bool parked, early;
+
+	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
+	bt_path(path, sizeof(path), "freeread.qcow2");
+	KTAP_EXPECT(sluice_bdrv_create("qcow2", path, 8 * MiB, "", &err) == 0, "create: %s", err);
+	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(blk, "open: %s", err);
+	memset(a, 0xaa, CL);
+	memset(b, 0xbb, CL);
+	KTAP_EXPECT(sluice_blk_pwrite(blk, 0, CL, a, 0) == 0, "write cluster 0");
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, CL, rbuf, 0) == 0, "read cluster 0 (warms the L2 cache)");
+
+	parked = gated_read_park(blk, &rd, rbuf, CL);
+	dc = (struct gated_req){ .blk = blk, .op = GR_DISCARD, .off = 0, .len = CL };
+	gated_start(&dc);
+	wr = (struct gated_req){ .blk = blk, .op = GR_WRITE, .off = 2 * CL, .len = CL, .buf = b };
+	gated_start(&wr);
+	SLUICE_AIO_WAIT_WHILE(sluice_block_main_ctx(), !wr.done || (!dc.done && !read_waited_on(blk)));
+	early = dc.done;
+	gated_read_release(&rd, &dc);
+	KTAP_EXPECT(parked, "the read did not park in the file layer");
+	KTAP_EXPECT(!early, "the discard freed cluster 0 while a read of it was in flight");
+	KTAP_EXPECT(wr.ret == 0, "write: %s", strerror(-wr.ret));
+	KTAP_EXPECT(rd.ret == 0 && all_bytes(rbuf, CL, 0xaa), "the read returned %d, data %02x (host 0x%llx)",
+		    rd.ret, rbuf[0], (unsigned long long)gate.parked_off);
+	KTAP_EXPECT(dc.ret == 0, "discard: %s", strerror(-dc.ret));
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, CL, rbuf, 0) == 0 && all_bytes(rbuf, CL, 0), "cluster 0 after discard");
+	KTAP_EXPECT(sluice_blk_pread(blk, 2 * CL, CL, rbuf, 0) == 0 && all_bytes(rbuf, CL, 0xbb), "cluster 2");
+	sluice_blk_unref(blk);
+	KTAP_EXPECT(sh("qemu-img check '%s'", path) == 0, "check");
+	unlink(path);
+	return KTAP_PASS;
+}
+
+/*
+ * The same for a rewrite that frees the old clusters (a LINK): a full
+ * overwrite of a compressed cluster allocates a new one and frees the
+ * compressed bytes, but only once no read of them is in flight.
+ */
+static enum ktap_result rewrite_of_compressed_waits_for_reads(void)
+{
+	enum { CL = 65536 };
+	static unsigned char b[CL], rbuf[CL];
+	char path[8192], raw[8192], *err = NULL;
+	struct sluice_blk *blk;
+	struct gated_req rd, wr;
+	bool parked, early;
+	uint64_t l2;
+
+	KTAP_SKIP_IF(!have_qemu(), "qemu-img/qemu-io not installed");
+	bt_path(raw, sizeof(raw), "compressed.raw");
+	bt_path(path, sizeof(path), "compressed.qcow2");
+	KTAP_EXPECT(sh("qemu-img create -q -f raw '%s' 1M && qemu-io -f raw -c 'write -P 0xaa 0 64k' '%s' && "
+		       "qemu-img convert -c -O qcow2 '%s' '%s'", raw, raw, raw, path) == 0, "make a compressed image");
+	l2 = peek(path, peek(path, 40, 8), 8) & 0x00fffffffffffe00ull;
+	KTAP_EXPECT(l2 && (peek(path, l2, 8) & (1ull << 62)), "cluster 0 is not compressed (L2 at 0x%llx)",
+		    (unsigned long long)l2);
+	blk = sluice_blk_new_open(path, "qcow2", SLUICE_BDRV_O_RDWR, &err);
+	KTAP_EXPECT(blk, "open: %s", err);
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, CL, rbuf, 0) == 0 && all_bytes(rbuf, CL, 0xaa), "compressed data");
+
+	parked = gated_read_park(blk, &rd, rbuf, CL);
+	memset(b, 0xbb, CL);
+	wr = (struct gated_req){ .blk = blk, .op = GR_WRITE, .off = 0, .len = CL, .buf = b };
+	gated_start(&wr);
+	/* Its data write first, then either it waits for the read or it links (and is done). */
+	SLUICE_AIO_WAIT_WHILE(sluice_block_main_ctx(), !wr.done && !read_waited_on(blk));
+	early = wr.done;
+	gated_read_release(&rd, &wr);
+	KTAP_EXPECT(parked, "the read did not park in the file layer");
+	KTAP_EXPECT(!early, "the rewrite freed the compressed cluster while a read of it was in flight");
+	KTAP_EXPECT(rd.ret == 0 && all_bytes(rbuf, CL, 0xaa), "the read returned %d, data %02x", rd.ret, rbuf[0]);
+	KTAP_EXPECT(wr.ret == 0, "rewrite: %s", strerror(-wr.ret));
+	KTAP_EXPECT(sluice_blk_pread(blk, 0, CL, rbuf, 0) == 0 && all_bytes(rbuf, CL, 0xbb), "cluster 0 rewritten");
+	sluice_blk_unref(blk);
+	KTAP_EXPECT(sh("qemu-img check '%s'", path) == 0, "check");
+	unlink(path);
+	unlink(raw);
+	return KTAP_PASS;
+}
+
 KTAP_MAIN(KTAP_CASE(create_passes_qemu_check),
 	  KTAP_CASE(writes_match_qemu_io),
 	  KTAP_CASE(writes_over_backing_match_qemu_io),
@@ -938,4 +1159,6 @@ KTAP_MAIN(KTAP_CASE(create_passes_qemu_check),
 	  KTAP_CASE(concurrent_allocating_writes),
 	  KTAP_CASE(iothreads_allocating_writes),
 	  KTAP_CASE(grow_image),
-	  KTAP_CASE(snapshot_shared_clusters))
+	  KTAP_CASE(snapshot_shared_clusters),
+	  KTAP_CASE(discard_waits_for_reads),
+	  KTAP_CASE(rewrite_of_compressed_waits_for_reads))
