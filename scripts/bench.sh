@@ -181,15 +181,34 @@ lab_run_mark() {
 	marks=$n t_mark=$now ns_mark=$ns lb_mark=$lb lt_mark=$lt
 }
 
+# init_stamp FILE: copy stdin to stdout line by line; write the time ($EPOCHREALTIME) the guest's init
+# marker line arrived to FILE.  Builtins only, so the stamp is taken as the line comes.
+init_stamp() {
+	local line seen=0
+	while IFS= read -r line || [ -n "$line" ]; do
+		if [ $seen = 0 ] && [[ $line == *'SLUICE-MARKER: init is running'* ]]; then
+			echo "$EPOCHREALTIME" >"$1"
+			seen=1
+		fi
+		printf '%s\n' "$line"
+	done
+}
+
 # lab_run NAME CMD...: boot a guest that runs the bench load; record boot-to-init seconds, IOPS lines, RSS,
 # and for each load case how busy the guest's vCPUs and the lab's CPUs were (NAME.busy: MODE QD
 # VCPU-PERCENT-OF-ONE-CPU LAB-PERCENT-OF-ALL-CPUS).
 lab_run() {
-	local name=$1 out=$LABW/$1.out start t0 pid t_init="" rss=0 r up marks=0 n m
+	local name=$1 out=$LABW/$1.out start t0 pid rpid t_init="" rss=0 r up marks=0 n m
 	local t_mark="" ns_mark lb_mark lt_mark now ns=0 lb=0 lt=0
 	shift
-	start=$(date +%s.%N) t0=$SECONDS
-	"$@" >"$out" 2>"$LABW/$name.err" </dev/null &
+	# The console goes through init_stamp, which notes when the init marker arrives: a poll of the
+	# output file would be late by up to one pass of the loop below (0.2 s and the lab's slow forks).
+	rm -f "$LABW/$name.fifo" "$LABW/$name.tinit"
+	mkfifo "$LABW/$name.fifo"
+	init_stamp "$LABW/$name.tinit" <"$LABW/$name.fifo" >"$out" &
+	rpid=$!
+	start=$EPOCHREALTIME t0=$SECONDS
+	"$@" >"$LABW/$name.fifo" 2>"$LABW/$name.err" </dev/null &
 	pid=$!
 	: >"$LABW/$name.busy"
 	while kill -0 $pid 2>/dev/null; do
@@ -198,9 +217,6 @@ lab_run() {
 			echo "$name: no SLUICE-BLK-DONE after 300 s; killed" >>"$LABW/$name.err"
 			kill -9 $pid 2>/dev/null
 			break
-		fi
-		if [ -z "$t_init" ] && grep -q 'SLUICE-MARKER: init is running' "$out"; then
-			t_init=$(awk -v a="$(date +%s.%N)" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
 		fi
 		# The load's cases run back to back from the disk listing on, each ending with its IOPS line.
 		# A sample with fewer vCPU nanoseconds than the last is of a guest shutting down: keep the last.
@@ -212,11 +228,16 @@ lab_run() {
 		grep -q SLUICE-BLK-DONE "$out" && break
 		sleep 0.2
 	done
-	lab_run_mark	# the last case's line may have come just before the VMM exited
 	wait $pid
+	wait $rpid
+	rm -f "$LABW/$name.fifo"
+	lab_run_mark	# the last case's line may have come just before the VMM exited
+	[ -s "$LABW/$name.tinit" ] &&
+		t_init=$(awk -v a="$(cat "$LABW/$name.tinit")" -v b="$start" 'BEGIN { printf "%.2f", a - b }')
 	# The guest kernel's own uptime when init ran: boot time minus that is spent before the kernel.
 	up=$(tr -d '\r' <"$out" | sed -n 's/.*SLUICE-MARKER: init is running (uptime \([0-9.]*\)).*/\1/p' | head -1)
-	echo "$t_init $rss ${up:-}" >"$LABW/$name.res"
+	# "-" for what this run did not reach (no init: no boot time), so the fields keep their places.
+	echo "${t_init:--} $rss ${up:--}" >"$LABW/$name.res"
 }
 
 # lab_busy WHO MODE QD [FIELD]: over the RUNS rounds, the median vCPU (FIELD 3, the default) or lab
@@ -259,7 +280,7 @@ lab_med() {
 		1|2|3) awk -v f="$2" '{ print $f }' "$LABW/$who$r.res" ;;
 		*) lab_iops "$who$r" "$2" "$3" ;;
 		esac
-	done | grep . | median
+	done | grep -v -x -e '' -e - | median
 }
 
 bench_lab() {
