@@ -75,7 +75,7 @@ fi
 # Fuzzers: libFuzzer (clang, ASan+UBSan), each for a bounded time.
 say "fuzzers (${FUZZ_SECONDS:=30} s each)"
 mkdir -p "$B/fuzz"
-nf=0
+nf=0 fuzz_runs=() fuzz_pids=()
 : >"$C/fuzz.body"
 for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 	name=$(basename "$src" .c)
@@ -94,7 +94,8 @@ for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 		-I"$REPO/include" -I"$REPO/include/uapi" "${fflags[@]}" "$src" "$REPO/include/sluice/vq_walk.c" \
 		"${fsrcs[@]}" $([ -n "$fpkgs" ] && pkg-config --cflags --libs $fpkgs) -lpthread \
 		-o "$B/fuzz/$name" >"$C/$name.log" 2>&1; then
-		echo "not ok $nf $name # does not build" >>"$C/fuzz.body"
+		echo "not ok $nf $name # does not build" >"$C/$name.res"
+		fuzz_runs+=("$name")
 		continue
 	fi
 	mkdir -p "$B/fuzz/$name.corpus"
@@ -103,16 +104,22 @@ for src in "$REPO"/tests/fuzz/fuzz_*.c; do
 	# rss_limit 4 GiB: the qcow2 target peaks at 1-2 GiB, and that is ASan's quarantine of freed blocks
 	# (with ASAN_OPTIONS=quarantine_size_mb=0 the same corpus peaks at 66 MiB); no single allocation exceeds
 	# the target's -malloc_limit_mb.  2 GiB, libFuzzer's default, leaves little room.
-	if "$B/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -print_final_stats=1 "${fargs[@]}" \
-		"$B/fuzz/$name.corpus" \
-		>>"$C/$name.log" 2>&1; then
-		echo "ok $nf $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$C/$name.log" |
-			grep -o '[0-9]*$') inputs)" >>"$C/fuzz.body"
-	else
-		tail -n 40 "$C/$name.log" | sed 's/^/# /' >>"$C/fuzz.body"
-		echo "not ok $nf $name # crashed: see $C/$name.log" >>"$C/fuzz.body"
-	fi
+	# The targets run side by side (one core each); each writes its result lines to $C/$name.res.
+	(
+		if "$B/fuzz/$name" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=4096 -print_final_stats=1 \
+			"${fargs[@]}" "$B/fuzz/$name.corpus" >>"$C/$name.log" 2>&1; then
+			echo "ok $nf $name ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$C/$name.log" |
+				grep -o '[0-9]*$') inputs)" >"$C/$name.res"
+		else
+			{ tail -n 40 "$C/$name.log" | sed 's/^/# /'
+			  echo "not ok $nf $name # crashed: see $C/$name.log"; } >"$C/$name.res"
+		fi
+	) &
+	fuzz_pids+=($!)
+	fuzz_runs+=("$name")
 done
+[ ${#fuzz_pids[@]} -eq 0 ] || wait "${fuzz_pids[@]}"
+for name in "${fuzz_runs[@]}"; do cat "$C/$name.res" >>"$C/fuzz.body"; done
 { printf 'TAP version 13\n1..%d\n' "$nf"; cat "$C/fuzz.body"; } | tee "$C/fuzz.ktap"
 summary+=(--ktap "fuzz=$C/fuzz.ktap")
 
