@@ -113,6 +113,14 @@ int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign)
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
+/* Any thread: register @ioev with KVM, or (!@assign) remove it. */
+static int ioeventfd_set(struct sluice_vm *vm, struct kvm_ioeventfd ioev, bool assign)
+{
+	if (!assign)
+		ioev.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+}
+
 /*
  * Any thread: signal @fd on every guest write to MMIO @addr (@len 0: a write
  * of any length, which KVM can take on its fast MMIO path without decoding
@@ -120,27 +128,14 @@ int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign)
  */
 int sluice_ioeventfd(struct sluice_vm *vm, uint64_t addr, unsigned int len, int fd, bool assign)
 {
-	struct kvm_ioeventfd ioev = {
-		.addr = addr,
-		.len = len,
-		.fd = fd,
-		.flags = assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN,
-	};
-
-	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+	return ioeventfd_set(vm, (struct kvm_ioeventfd){ .addr = addr, .len = len, .fd = fd }, assign);
 }
 
 /* Any thread: signal @fd on every guest write of @len bytes of value @match to @port. */
 int sluice_pio_eventfd(struct sluice_vm *vm, uint16_t port, unsigned int len, uint64_t match, int fd, bool assign)
 {
-	struct kvm_ioeventfd ioev = {
-		.datamatch = match,
-		.addr = port,
-		.len = len,
-		.fd = fd,
-		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH |
-			 (assign ? 0 : KVM_IOEVENTFD_FLAG_DEASSIGN),
-	};
-
-	return ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0 ? -errno : 0;
+	return ioeventfd_set(vm, (struct kvm_ioeventfd){
+		.datamatch = match, .addr = port, .len = len, .fd = fd,
+		.flags = KVM_IOEVENTFD_FLAG_PIO | KVM_IOEVENTFD_FLAG_DATAMATCH,
+	}, assign);
 }
