@@ -57,5 +57,9 @@ for i in $(seq "$BOOTS"); do
 		dmesg | tail -n 50 >"$O/fail$i.dmesg"
 	fi
 done
-echo "$((BOOTS - failed)) clean, $failed failed (evidence in $O)"
+if [ "$failed" = 0 ]; then
+	echo "$BOOTS clean, 0 failed"
+else
+	echo "$((BOOTS - failed)) clean, $failed failed (evidence in $O)"
+fi
 [ "$failed" = 0 ]
