@@ -2,25 +2,32 @@
 # SPDX-License-Identifier: GPL-2.0
 # boothunt.sh - boot many guests in a row under L1 KVM tracing and keep the evidence of any that does not reach /init cleanly.
 #
-# usage: [CPUS=N] [BOOTHUNT_KVER=6.1|6.12] scripts/boothunt.sh [BOOTS]      (default: 1 vCPU, 100 boots, 6.12 lab)
+# usage: [CPUS=N] [BOOTHUNT_KVER=6.1|6.12] [BOOTHUNT_LOAD=user|kernel [BOOTHUNT_DISK=file|ram]]
+#        scripts/boothunt.sh [BOOTS]      (default: 1 vCPU, 100 boots, 6.12 lab, no disk)
 #
 # In the lab (re-runs itself there when started on the host), it boots the test initramfs BOOTS times,
 # as boot.sh does (console=ttyS0 reboot=k panic=-1 quiet, one shared --kernel-cache), with the lab
 # kernel's kvm tracepoints on (kvm_exit, kvm_entry, kvm_inj_exception, kvm_page_fault, kvm_inj_virq,
 # kvm_pio, kvm_msr, kvm_cr, kvm_userspace_exit) in an 8 MiB per-CPU ring.  Tracing stops when a guest
 # ends.  A guest that exits non-zero, never prints the /init marker, or leaves "triple fault" or
-# "error" on sluice's stderr gets its console, stderr, the last 3000 trace lines (the kvm_exit before a
+# "error" on sluice's stderr gets its console, stderr, the last 3000 trace lines (20000 with a load) (the kvm_exit before a
 # shutdown still has the faulting rip: SVM resets the vCPU only after it) and the lab's dmesg saved as
 # failN.{out,err,trace,dmesg} in the results directory.  One line per boot on stdout; exit status 1
-# when any boot failed.
+# when any boot failed.  With BOOTHUNT_LOAD, each guest also gets a 128 MiB raw disk (cache=none; a file
+# on the lab's scratch disk, or a RAM block device with BOOTHUNT_DISK=ram) on that dataplane, and runs
+# the bench load on it (sluice.blk=bench: 4k random reads and writes, QD1 and QD32, 5 s each), as
+# scripts/bench.sh does; a guest that does not finish it (SLUICE-BLK-DONE) failed too.  The ring is then
+# 32 MiB per CPU, about the last seconds of exits.
 set -u
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-$REPO/build}
 BOOTS=${1:-100}
 
 if [ -z "${SLUICE_LAB_OUT:-}" ]; then
-	exec "$REPO/tests/lab/lab.sh" --kver "${BOOTHUNT_KVER:-6.12}" --timeout $((BOOTS * 30 + 300)) -- \
-		"BUILD=$BUILD CPUS=${CPUS:-1} scripts/boothunt.sh $BOOTS"
+	per=30	# s per boot, with a margin
+	[ -n "${BOOTHUNT_LOAD:-}" ] && per=70
+	exec "$REPO/tests/lab/lab.sh" --kver "${BOOTHUNT_KVER:-6.12}" --timeout $((BOOTS * per + 300)) -- \
+		"BUILD=$BUILD CPUS=${CPUS:-1} BOOTHUNT_LOAD=${BOOTHUNT_LOAD:-} BOOTHUNT_DISK=${BOOTHUNT_DISK:-file} scripts/boothunt.sh $BOOTS"
 fi
 
 SLUICE=$BUILD/user/vmm/sluice
@@ -29,10 +36,30 @@ KERNEL=/boot/vmlinuz-$(uname -r)
 O=$SLUICE_LAB_OUT
 T=/sys/kernel/tracing
 W=$(mktemp -d)
-trap 'echo 0 >$T/tracing_on; rm -rf "$W"' EXIT
+img=
+trap 'echo 0 >$T/tracing_on; rm -rf "$W"; [ "${img#/dev/}" = "$img" ] && rm -f "$img"' EXIT
 [ -d $T/events/kvm ] || mount -t tracefs nodev $T 2>/dev/null
 [ -d $T/events/kvm/kvm_exit ] || { echo "boothunt: no kvm tracepoints" >&2; exit 1; }
-echo 8192 >$T/buffer_size_kb
+LOAD=${BOOTHUNT_LOAD:-}
+drive=() append="console=ttyS0 reboot=k panic=-1 quiet"
+case $LOAD in
+'') ;;
+user|kernel)
+	if [ "${BOOTHUNT_DISK:-file}" = ram ]; then
+		[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 || { echo "boothunt: no brd" >&2; exit 1; }
+		img=/dev/ram0
+	else
+		img=$SLUICE_LAB_SCRATCH/boothunt.img
+	fi
+	# Written back: O_DIRECT reads over dirty page cache would wait.
+	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none
+	drive=(--drive file="$img",format=raw,cache=none,queues=1,dataplane=$LOAD)
+	[ "$LOAD" = user ] && drive=(--iothread id=io0 "${drive[@]}")
+	append="$append sluice.blk=bench" ;;
+*)
+	echo "boothunt: BOOTHUNT_LOAD is user or kernel" >&2; exit 2 ;;
+esac
+echo $([ -n "$LOAD" ] && echo 32768 || echo 8192) >$T/buffer_size_kb
 for e in kvm_exit kvm_entry kvm_inj_exception kvm_page_fault kvm_inj_virq kvm_pio kvm_msr kvm_cr kvm_userspace_exit; do
 	[ -e $T/events/kvm/$e/enable ] && echo 1 >$T/events/kvm/$e/enable
 done
@@ -42,18 +69,20 @@ for i in $(seq "$BOOTS"); do
 	echo >$T/trace
 	echo 1 >$T/tracing_on
 	start=$EPOCHREALTIME
-	timeout -k 5 150 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --cpus "${CPUS:-1}" --kernel-cache "$W/kc" \
-		--append "console=ttyS0 reboot=k panic=-1 quiet" >"$W/o" 2>"$W/e" </dev/null
+	timeout -k 5 $([ -n "$LOAD" ] && echo 300 || echo 150) "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" \
+		--cpus "${CPUS:-1}" --kernel-cache "$W/kc" "${drive[@]}" --append "$append" >"$W/o" 2>"$W/e" </dev/null
 	rc=$?
 	echo 0 >$T/tracing_on
 	init=$(grep -c 'SLUICE-MARKER: init is running' "$W/o")
-	printf 'boot %d rc=%d init=%d %.1f s %s\n' "$i" "$rc" "$init" \
+	done_=1
+	[ -z "$LOAD" ] || done_=$(grep -c SLUICE-BLK-DONE "$W/o")
+	printf 'boot %d rc=%d init=%d%s %.1f s %s\n' "$i" "$rc" "$init" "$([ -n "$LOAD" ] && echo " load-done=$done_")" \
 		"$(awk "BEGIN { print $EPOCHREALTIME - $start }")" "$(tr '\n' ' ' <"$W/e" | cut -c1-200)"
-	if [ "$rc" != 0 ] || [ "$init" = 0 ] || grep -q 'triple fault\|error' "$W/e"; then
+	if [ "$rc" != 0 ] || [ "$init" = 0 ] || [ "$done_" = 0 ] || grep -q 'triple fault\|error' "$W/e"; then
 		failed=$((failed + 1))
 		cp "$W/o" "$O/fail$i.out"
 		cp "$W/e" "$O/fail$i.err"
-		tail -n 3000 $T/trace >"$O/fail$i.trace"
+		tail -n $([ -n "$LOAD" ] && echo 20000 || echo 3000) $T/trace >"$O/fail$i.trace"
 		dmesg | tail -n 50 >"$O/fail$i.dmesg"
 	fi
 done
