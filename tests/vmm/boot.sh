@@ -7,6 +7,7 @@ set -u
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-$REPO/build}
 SLUICE=${SLUICE:-$BUILD/user/vmm/sluice}
+CTL=${SLUICE_CTL:-$BUILD/user/tools/sluice-ctl}
 INITRD=${SLUICE_VMM_INITRD:-$BUILD/tests/vmm/initramfs.cpio.gz}
 KERNEL=/boot/vmlinuz-$(uname -r)
 WORK=$(mktemp -d)
@@ -87,6 +88,34 @@ memory_above_pci_hole() {
 		{ echo "guest MemTotal '$kb' kB, expected > 3 GiB"; show big; return 1; }
 }
 
+# inject-nmi on the control socket reaches the guest as an NMI on every vCPU: a guest with
+# unknown_nmi_panic, held at its /init (sluice.echo and a stdin that never sends the line it waits
+# for), says it got an NMI for no reason, panics with a backtrace, and its panic=-1 reboot ends sluice.
+inject_nmi() {
+	local sock=$WORK/nmi.sock pid spid i
+	mkfifo "$WORK/nmi.in"
+	sleep 200 >"$WORK/nmi.in" &
+	spid=$!
+	timeout -k 5 150 "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" --cpus 2 --control "$sock" \
+		--append "$APPEND unknown_nmi_panic sluice.echo" <"$WORK/nmi.in" >"$WORK/nmi.out" 2>"$WORK/nmi.err" &
+	pid=$!
+	for i in $(seq 1500); do
+		tr -d '\r' <"$WORK/nmi.out" | grep -q '^SLUICE-MARKER: init is running' && break
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	"$CTL" "$sock" inject-nmi >"$WORK/nmi.ctl" && grep -q '"return"' "$WORK/nmi.ctl" ||
+		{ echo "inject-nmi answered '$(cat "$WORK/nmi.ctl")'"; kill $pid $spid; show nmi; return 1; }
+	for i in $(seq 600); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
+	kill $spid 2>/dev/null
+	kill $pid 2>/dev/null && { echo "the guest still runs 60 s after the NMI"; show nmi; return 1; }
+	tr -d '\r' <"$WORK/nmi.out" | grep -q 'NMI received for unknown reason' ||
+		{ echo "the guest did not report the NMI"; show nmi; return 1; }
+	tr -d '\r' <"$WORK/nmi.out" | grep -q 'Kernel panic - not syncing: NMI' ||
+		{ echo "no NMI panic"; show nmi; return 1; }
+	tr -d '\r' <"$WORK/nmi.out" | grep -q 'Call Trace:' || { echo "no backtrace"; show nmi; return 1; }
+}
+
 # fails_with NAME PATTERN sluice-args...: exit status != 0 and one stderr line matching PATTERN.
 fails_with() {
 	local pattern=$1 st lines
@@ -142,7 +171,7 @@ help_documents_options() {
 	done
 }
 
-ktap_plan 9
+ktap_plan 10
 if ! out=$(prerequisites); then
 	ktap_diag "$out"
 	exit 1
@@ -155,5 +184,6 @@ ktap_run "stdin reaches the guest through the UART" serial_input
 ktap_run_fn "--cpus 2: the guest sees 2 CPUs" smp_two_cpus
 ktap_run_fn "--mem 3584M: RAM above the PCI hole is used" memory_above_pci_hole
 ktap_run_fn "--kernel-cache: the second boot runs the kernel the first one decompressed" kernel_cache
-ktap_run "no guest run left a sluice error" sh -c "! cat '$WORK'/one.err '$WORK'/two.err '$WORK'/big.err '$WORK'/kc[12].err 2>/dev/null | grep '^sluice:'"
+ktap_run_fn "inject-nmi: the guest (unknown_nmi_panic) reports the NMI and panics with a backtrace" inject_nmi
+ktap_run "no guest run left a sluice error" sh -c "! cat '$WORK'/one.err '$WORK'/two.err '$WORK'/big.err '$WORK'/kc[12].err '$WORK'/nmi.err 2>/dev/null | grep '^sluice:'"
 ktap_finish

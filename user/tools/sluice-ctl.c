@@ -19,7 +19,7 @@ static void usage(FILE *f)
 		"       sluice-ctl SOCKET '{\"execute\": ..., \"arguments\": {...}}'\n"
 		"Send one command to a sluice control socket (--control) and print its JSON answer.\n"
 		"Commands: query-status, query-iothreads, query-block,\n"
-		"          set-queue-iothread drive=ID queue=N iothread=NAME, quit.\n"
+		"          set-queue-iothread drive=ID queue=N iothread=NAME, inject-nmi, quit.\n"
 		"A VALUE made of digits is sent as a number, anything else as a string.\n"
 		"Exit status: 0 on a \"return\" answer, 1 on an \"error\" answer, 2 on a usage or connection error.\n");
 }

@@ -216,13 +216,20 @@ char *sluice_control_handle(struct sluice_vm *vm, const char *line, size_t len)
 		cmd_query_block(vm, args, &w);
 	} else if (!strcmp(exec->string, "set-queue-iothread")) {
 		err = cmd_set_queue_iothread(vm, args, &w);
+	} else if (!strcmp(exec->string, "inject-nmi")) {
+		int ret = sluice_irq_inject_nmi(vm);
+
+		if (ret)
+			err = g_strdup_printf("cannot inject an NMI: %s", strerror(-ret));
+		sluice_jw_object_begin(&w, "return");
+		sluice_jw_object_end(&w);
 	} else if (!strcmp(exec->string, "quit")) {
 		sluice_jw_object_begin(&w, "return");
 		sluice_jw_object_end(&w);
 		sluice_vm_request_exit(vm, 0, "quit (control socket)");
 	} else {
 		err = g_strdup_printf("unknown command '%s' (query-status, query-iothreads, query-block, "
-				      "set-queue-iothread, quit)", exec->string);
+				      "set-queue-iothread, inject-nmi, quit)", exec->string);
 	}
 	if (err) {
 		g_string_truncate(out, 0);

@@ -113,6 +113,31 @@ int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign)
 	return ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0 ? -errno : 0;
 }
 
+/*
+ * Any thread (the control socket's inject-nmi): an NMI to every vCPU, as a
+ * PC's NMI button or QEMU's inject-nmi gives.  Each is an MSI with delivery
+ * mode NMI to one APIC id in physical mode (APIC id = vCPU index, at most
+ * SLUICE_MAX_CPUS < 255), so no vCPU thread has to be stopped for it.  A
+ * guest that takes an NMI it cannot explain reports it, or with
+ * unknown_nmi_panic on its command line panics with a backtrace of what it
+ * was doing: how a hung guest says where it hangs.  0 or the first -errno.
+ */
+int sluice_irq_inject_nmi(struct sluice_vm *vm)
+{
+	unsigned int i;
+
+	for (i = 0; i < vm->nr_cpus; i++) {
+		struct kvm_msi msi = {
+			.address_lo = 0xfee00000u | i << 12,
+			.data = 4u << 8,	/* delivery mode NMI (edge, vector ignored) */
+		};
+
+		if (ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 /* Any thread: register @ioev with KVM, or (!@assign) remove it. */
 static int ioeventfd_set(struct sluice_vm *vm, struct kvm_ioeventfd ioev, bool assign)
 {

@@ -167,7 +167,14 @@ static uint8_t *ram_map(uint64_t size)
  */
 int sluice_kvm_init(struct sluice_vm *vm, const struct sluice_config *cfg)
 {
-	struct kvm_pit_config pit = { .flags = 0 };
+	/*
+	 * KVM_PIT_SPEAKER_DUMMY: KVM also serves port 0x61 (NMI status and
+	 * control: PIT channel 2's gate and output, refresh toggle; SERR and
+	 * IOCHK clear).  Without it 0x61 reads float high, and a guest's NMI
+	 * handler takes every NMI for a PCI SERR plus an IOCHK error instead of
+	 * an unknown NMI.
+	 */
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
 	uint64_t identity = SLUICE_IDENTITY_MAP;
 	int max_cpus, ret;
 

@@ -222,6 +222,7 @@ int sluice_irq_init(struct sluice_vm *vm);
 int sluice_msi_gsi_alloc(struct sluice_vm *vm);
 int sluice_msi_route_set(struct sluice_vm *vm, int gsi, uint64_t addr, uint32_t data, bool valid);
 int sluice_irqfd(struct sluice_vm *vm, int fd, int gsi, bool assign);
+int sluice_irq_inject_nmi(struct sluice_vm *vm);
 int sluice_ioeventfd(struct sluice_vm *vm, uint64_t addr, unsigned int len, int fd, bool assign);
 int sluice_pio_eventfd(struct sluice_vm *vm, uint16_t port, unsigned int len, uint64_t match, int fd, bool assign);
 
