@@ -28,32 +28,24 @@ if [ -z "${SLUICE_LAB_SCRATCH:-}" ]; then
 		"BUILD=$BUILD CPUPROF_BACKEND=${CPUPROF_BACKEND:-ram} CPUPROF_WHO='$WHO' scripts/cpuprof.sh $MODE $QD $SECS"
 fi
 
-[ "$SECS" -ge 20 ] || { echo "cpuprof: SECONDS is at least 20 (perf takes seconds to start in the lab)" >&2; exit 2; }
+[ "$SECS" -ge 30 ] || { echo "cpuprof: SECONDS is at least 30 (perf takes seconds to start in the lab)" >&2; exit 2; }
 command -v perf >/dev/null || { echo "cpuprof: no perf" >&2; exit 1; }
 kernel=/boot/vmlinuz-$(uname -r)
 initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 work=$(mktemp -d)	# the lab's tmpfs: perf record maps its file
-case ${CPUPROF_BACKEND:-ram} in
-file)
-	img=$SLUICE_LAB_SCRATCH/cpuprof.img
-	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none ;;	# written back: O_DIRECT reads over dirty page cache would wait
-ram)
-	[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 || { echo "cpuprof: no brd" >&2; exit 1; }
-	img=/dev/ram0
-	dd if=/dev/urandom of="$img" bs=1M count=128 status=none ;;
-*)
-	echo "cpuprof: CPUPROF_BACKEND is file or ram" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/lab-disk.sh
+. "$REPO/scripts/lab-disk.sh"
+lab_disk cpuprof "${CPUPROF_BACKEND:-ram}" cpuprof
 append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$MODE:$QD:$SECS"
 echo 0 >/proc/sys/kernel/kptr_restrict 2>/dev/null
 echo -1 >/proc/sys/kernel/perf_event_paranoid 2>/dev/null
 
 # threads: "tid comm run_ns" for every thread in the lab (schedstat's first field: time on a CPU).
 threads() {
-	local t
-	for t in /proc/[0-9]*/task/[0-9]*; do
-		{ read -r ns _ <"$t/schedstat"; } 2>/dev/null || continue	# gone meanwhile
-		printf '%s %s %s\n' "${t##*/}" "$(tr ' ' _ <"$t/comm" 2>/dev/null)" "$ns"
+	local t ns comm
+	for t in /proc/[0-9]*/task/[0-9]*; do	# no forks: this has to be quick in the lab
+		{ read -r ns _ <"$t/schedstat" && read -r comm <"$t/comm"; } 2>/dev/null || continue	# gone meanwhile
+		printf '%s %s %s\n' "${t##*/}" "${comm// /_}" "$ns"
 	done
 }
 

@@ -31,17 +31,9 @@ T=/sys/kernel/tracing
 kernel=/boot/vmlinuz-$(uname -r)
 initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 work=$(mktemp -d)
-case ${EXITPROF_BACKEND:-file} in
-file)
-	img=$SLUICE_LAB_SCRATCH/exitprof.img
-	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none ;;	# written back: O_DIRECT reads over dirty page cache would wait
-ram)
-	[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 || { echo "exitprof: no brd" >&2; exit 1; }
-	img=/dev/ram0
-	dd if=/dev/urandom of="$img" bs=1M count=128 status=none ;;
-*)
-	echo "exitprof: EXITPROF_BACKEND is file or ram" >&2; exit 2 ;;
-esac
+# shellcheck source=scripts/lab-disk.sh
+. "$REPO/scripts/lab-disk.sh"
+lab_disk exitprof "${EXITPROF_BACKEND:-file}" exitprof
 append="console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$MODE:$QD:$SECS"
 hists="kvm/kvm_exit:exit_reason kvm/kvm_userspace_exit:reason kvm/kvm_msr:ecx.hex,write kvm/kvm_pio:port.hex,rw
 	raw_syscalls/sys_enter:common_pid.execname,id.syscall sched/sched_switch:prev_comm
