@@ -17,9 +17,9 @@
 # still has the faulting rip: SVM resets the vCPU only after it) and the lab's dmesg saved as
 # failN.{out,err,trace,dmesg} in the results directory.  One line per boot on stdout; exit status 1
 # when any boot failed.  With BOOTHUNT_LOAD, each guest also gets a 128 MiB raw disk (cache=none; a file
-# on the lab's scratch disk, or a RAM block device with BOOTHUNT_DISK=ram) on that dataplane, and runs
-# the bench load on it (sluice.blk=bench: 4k random reads and writes, QD1 and QD32, 5 s each), as
-# scripts/bench.sh does; a guest that does not finish it (SLUICE-BLK-DONE) failed too.  The ring is then
+# on the lab's scratch disk, or a RAM block device of random data with BOOTHUNT_DISK=ram: lab-disk.sh)
+# on that dataplane, and runs the bench load on it (sluice.blk=bench: 4k random reads and writes, QD1
+# and QD32, 5 s each), as scripts/bench.sh does; a guest that does not finish it (SLUICE-BLK-DONE) failed too.  The ring is then
 # 32 MiB per CPU, about the last seconds of exits.  BOOTHUNT_VMM=qemu boots the same guests (and disk)
 # under QEMU instead, =alternate under sluice and QEMU in turn: whether a failure is sluice's or the
 # lab's shows in how often the peer fails in the same lab (QEMU's hangs get QMP's inject-nmi).
@@ -43,29 +43,29 @@ O=$SLUICE_LAB_OUT
 T=/sys/kernel/tracing
 W=$(mktemp -d)
 img=
-trap 'echo 0 >$T/tracing_on; rm -rf "$W"; [ "${img#/dev/}" = "$img" ] && rm -f "$img"' EXIT
+trap 'echo 0 >$T/tracing_on; rm -rf "$W"; [ -z "$img" ] || [ "$img" = /dev/ram0 ] || rm -f "$img"' EXIT
 [ -d $T/events/kvm ] || mount -t tracefs nodev $T 2>/dev/null
 [ -d $T/events/kvm/kvm_exit ] || { echo "boothunt: no kvm tracepoints" >&2; exit 1; }
 LOAD=${BOOTHUNT_LOAD:-}
-drive=() append="console=ttyS0 reboot=k panic=-1 quiet unknown_nmi_panic"
+drive=() qdrive=() append="console=ttyS0 reboot=k panic=-1 quiet unknown_nmi_panic"
+limit=150 ring_kb=8192 keep_lines=3000	# per guest: seconds, trace ring per CPU, trace lines kept
 case $LOAD in
 '') ;;
 user|kernel)
-	if [ "${BOOTHUNT_DISK:-file}" = ram ]; then
-		[ -b /dev/ram0 ] || modprobe brd rd_nr=1 rd_size=131072 max_part=0 || { echo "boothunt: no brd" >&2; exit 1; }
-		img=/dev/ram0
-	else
-		img=$SLUICE_LAB_SCRATCH/boothunt.img
-	fi
-	# Written back: O_DIRECT reads over dirty page cache would wait.
-	dd if=/dev/zero of="$img" bs=1M count=128 conv=fsync status=none
+	# shellcheck source=scripts/lab-disk.sh
+	. "$REPO/scripts/lab-disk.sh"
+	lab_disk boothunt "${BOOTHUNT_DISK:-file}" boothunt
 	drive=(--drive file="$img",format=raw,cache=none,queues=1,dataplane=$LOAD)
 	[ "$LOAD" = user ] && drive=(--iothread id=io0 "${drive[@]}")
-	append="$append sluice.blk=bench" ;;
+	# The peer's: QEMU's virtio-blk-pci on an IOThread, aio=io_uring.
+	qdrive=(-object iothread,id=io0 -drive file="$img",if=none,id=d0,format=raw,cache=none,aio=io_uring
+		-device virtio-blk-pci,drive=d0,iothread=io0)
+	append="$append sluice.blk=bench"
+	limit=300 ring_kb=32768 keep_lines=20000 ;;
 *)
 	echo "boothunt: BOOTHUNT_LOAD is user or kernel" >&2; exit 2 ;;
 esac
-echo $([ -n "$LOAD" ] && echo 32768 || echo 8192) >$T/buffer_size_kb
+echo $ring_kb >$T/buffer_size_kb
 for e in kvm_exit kvm_entry kvm_inj_exception kvm_page_fault kvm_inj_virq kvm_pio kvm_msr kvm_cr kvm_userspace_exit; do
 	[ -e $T/events/kvm/$e/enable ] && echo 1 >$T/events/kvm/$e/enable
 done
@@ -88,15 +88,15 @@ for i in $(seq "$BOOTS"); do
 	vmm=sluice
 	case ${BOOTHUNT_VMM:-sluice} in qemu) vmm=qemu ;; alternate) [ $((i % 2)) = 0 ] && vmm=qemu ;; esac
 	if [ $vmm = sluice ]; then
-		timeout -k 5 $([ -n "$LOAD" ] && echo 300 || echo 150) "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" \
+		timeout -k 5 $limit "$SLUICE" --kernel "$KERNEL" --initrd "$INITRD" \
 			--cpus "${CPUS:-1}" --kernel-cache "$W/kc" --control "$W/ctl" "${drive[@]}" --append "$append" \
 			>"$W/o" 2>"$W/e" </dev/null &
 	else
-		# The peer, with the same guest and disk: QEMU's virtio-blk-pci on an IOThread, aio=io_uring.
-		timeout -k 5 $([ -n "$LOAD" ] && echo 300 || echo 150) qemu-system-x86_64 -enable-kvm -cpu host \
+		# The peer, with the same guest and disk.
+		timeout -k 5 $limit qemu-system-x86_64 -enable-kvm -cpu host \
 			-smp "${CPUS:-1}" -m 256 -nographic -no-reboot -nodefaults -serial stdio \
 			-qmp unix:"$W/ctl",server=on,wait=off -kernel "$KERNEL" -initrd "$INITRD" -append "$append" \
-			$([ -n "$LOAD" ] && echo "-object iothread,id=io0 -drive file=$img,if=none,id=d0,format=raw,cache=none,aio=io_uring -device virtio-blk-pci,drive=d0,iothread=io0") \
+			"${qdrive[@]}" \
 			>"$W/o" 2>"$W/e" </dev/null &
 	fi
 	pid=$!
@@ -131,7 +131,7 @@ for i in $(seq "$BOOTS"); do
 		[ $vmm = qemu ] && failed_qemu=$((failed_qemu + 1))
 		cp "$W/o" "$O/fail$i.out"
 		cp "$W/e" "$O/fail$i.err"
-		tail -n $([ -n "$LOAD" ] && echo 20000 || echo 3000) $T/trace >"$O/fail$i.trace"
+		tail -n $keep_lines $T/trace >"$O/fail$i.trace"
 		dmesg | tail -n 50 >"$O/fail$i.dmesg"
 	fi
 done
