@@ -12,6 +12,7 @@
 #include <linux/poll.h>
 #include <linux/rwsem.h>
 #include <linux/sched.h>
+#include <linux/task_work.h>
 #include <linux/uio.h>
 #include <linux/version.h>
 #include <linux/wait.h>
@@ -48,6 +49,7 @@ struct sluice_blk_req {
 	u32 data_len;			/* bytes of data buffers */
 	u32 written;			/* bytes written into the guest (used len) */
 	void __user *status;		/* the status byte */
+	struct page *status_page;	/* its page, pinned while in flight for a direct completion, or NULL */
 	u8 status_val;
 	bool is_write;
 	bool direct;
@@ -83,6 +85,23 @@ struct sluice_blk_queue {
 	 * disk->rings_sem), never kept across a table change.
 	 */
 	void __user *avail, *used;
+	/*
+	 * The avail and used rings pinned and mapped into the kernel (by the
+	 * worker's first pass after a start or a table change), so that a
+	 * completion writes its used entry and signals from its own context
+	 * (often the backend's IRQ) instead of waking the worker.  NULL when not
+	 * mapped: completions then go through the worker.  used_lock orders
+	 * every used-ring writer while mapped: used_idx, used_pub and the ring.
+	 */
+	spinlock_t used_lock;
+	void *kavail, *kused;
+	struct sluice_blk_ring_map {
+		struct page *pages[4];
+		unsigned int n;
+		void *vaddr;
+	} avail_map, used_map;
+	bool map_tried;			/* worker: mapping was tried since the last start / table change */
+	u16 used_pub;			/* used idx last published to the driver */
 	bool enabled;
 	bool broken;			/* malformed chain seen: stopped until reset */
 	bool throttled;			/* stopped popping at num in flight (worker) */
@@ -99,6 +118,18 @@ struct sluice_blk_queue {
 
 	struct task_struct *worker;
 	unsigned long work;		/* bit 0: the avail ring may have news */
+	/*
+	 * Every pass over the rings (the worker's, and the inline pass a kick
+	 * on an idle queue runs in the kicking thread, sluice_blk_queue.c)
+	 * holds pass_lock: last_avail, used_idx, throttled and the scratch
+	 * arrays below have one user at a time.
+	 */
+	struct mutex pass_lock;
+	bool inline_live;		/* under pass_lock: started, inline passes may run */
+	unsigned long inline_state;	/* bit 0: inline_tw is queued on a thread */
+	struct callback_head inline_tw;	/* that thread's task work: sluice_blk_inline_pass() */
+	atomic64_t inline_passes;	/* inline passes that popped at least one request */
+	atomic64_t direct;		/* completions written from their own context, not by the worker */
 	struct llist_head done;		/* completed requests, pushed from any context */
 	atomic_t inflight;
 	atomic_t completing;		/* completions between llist_add and wake_up_process */
@@ -120,6 +151,7 @@ struct sluice_blk_queue {
 
 /* One open of /dev/sluice-blk. */
 struct sluice_blk_disk {
+	struct file *file;		/* our open file: a pending inline pass holds a reference */
 	struct mutex lock;		/* ioctls, sysfs registration */
 	struct mm_struct *mm;		/* owner's mm (mmget at SET_OWNER, mmput at release) */
 	struct task_struct *owner;
@@ -176,6 +208,8 @@ void sluice_blk_free_mem_table(struct sluice_blk_disk *disk);
 int sluice_blk_queue_start(struct sluice_blk_queue *q);
 void sluice_blk_queue_stop(struct sluice_blk_queue *q);
 void sluice_blk_queue_complete(struct sluice_blk_req *req);
+void sluice_blk_queue_pin_status(struct sluice_blk_req *req);
+void sluice_blk_queue_unmap_rings(struct sluice_blk_queue *q);
 void sluice_blk_queue_break(struct sluice_blk_queue *q, const char *why);
 int sluice_blk_queue_set_cpus(struct sluice_blk_queue *q, const struct cpumask *mask);
 

@@ -327,6 +327,7 @@ void sluice_blk_req_submit(struct sluice_blk_req *req, const struct sluice_vq_se
 			return sluice_blk_finish(req, VIRTIO_BLK_S_IOERR, 1);
 		if (!bytes)
 			return sluice_blk_finish(req, VIRTIO_BLK_S_OK, 1);
+		sluice_blk_queue_pin_status(req);	/* lets the completion answer from its own context */
 		return sluice_blk_submit_rw(req);
 	case VIRTIO_BLK_T_FLUSH:
 		if (disk->extents)	/* userspace's metadata caches must reach the disk too */

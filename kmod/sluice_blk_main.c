@@ -39,11 +39,14 @@ static int sluice_blk_open(struct inode *inode, struct file *file)
 		init_llist_head(&q->done);
 		init_waitqueue_head(&q->idle_wq);
 		mutex_init(&q->cpu_lock);
+		mutex_init(&q->pass_lock);
+		spin_lock_init(&q->used_lock);
 		if (!zalloc_cpumask_var(&q->cpus, GFP_KERNEL_ACCOUNT))
 			goto out_free_cpumasks;
 		cpumask_copy(q->cpus, cpu_possible_mask);
 	}
 	file->private_data = disk;
+	disk->file = file;
 	return nonseekable_open(inode, file);
 
 out_free_cpumasks:
@@ -92,6 +95,8 @@ static void sluice_blk_reset(struct sluice_blk_disk *disk)
 		atomic64_set(&q->bytes_written, 0);
 		atomic64_set(&q->buffered, 0);
 		atomic64_set(&q->fallback, 0);
+		atomic64_set(&q->inline_passes, 0);
+		atomic64_set(&q->direct, 0);
 	}
 	sluice_blk_sysfs_del_disk(disk);
 	if (disk->backend)

@@ -134,8 +134,11 @@ int sluice_blk_set_mem_table(struct sluice_blk_disk *disk, void __user *arg)
 	for (i = 0; i < SLUICE_BLK_MAX_QUEUES; i++) {
 		struct sluice_blk_queue *q = &disk->queues[i];
 
-		if (q->worker)
-			WARN_ON(sluice_blk_map_rings(q, mt, &q->avail, &q->used));	/* checked above */
+		if (!q->worker)
+			continue;
+		/* The pinned rings go with the old table: the worker's next pass maps the new ones. */
+		sluice_blk_queue_unmap_rings(q);
+		WARN_ON(sluice_blk_map_rings(q, mt, &q->avail, &q->used));	/* checked above */
 	}
 	up_write(&disk->rings_sem);
 	if (old)

@@ -3,7 +3,10 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/blkdev.h>
+#include <linux/highmem.h>
 #include <linux/kthread.h>
+#include <linux/mm.h>
+#include <linux/vmalloc.h>
 #include <linux/memcontrol.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
@@ -25,6 +28,14 @@ MODULE_PARM_DESC(weight, "requests a queue pops before letting completions run (
 static unsigned int poll_ns = 32768;
 module_param(poll_ns, uint, 0644);
 MODULE_PARM_DESC(poll_ns, "ns a worker with requests in flight first polls its ring before asking for kicks (default 32768, 0: off)");
+
+static unsigned int inline_kick = 4;
+module_param(inline_kick, uint, 0644);
+MODULE_PARM_DESC(inline_kick, "requests the kicking thread pops itself when its queue is idle (default 4, 0: all on the worker)");
+
+static bool direct_complete = true;
+module_param(direct_complete, bool, 0644);
+MODULE_PARM_DESC(direct_complete, "a read or write completion writes its used entry and signals from its own context (default Y; N: through the worker)");
 
 static unsigned int poll_max_ns = 262144;
 module_param(poll_max_ns, uint, 0644);
@@ -108,26 +119,236 @@ static void sluice_blk_signal(struct sluice_blk_queue *q, u16 old)
 	}
 }
 
-/* Any context (kiocb completion may be an IRQ).  Hand a finished request to its worker. */
+/*
+ * Process context, owner's mm.  Pin and map the @len bytes at user address
+ * @uaddr (a ring) into @map; the kernel address of @uaddr, or NULL.  A ring
+ * written from a completion's context must be in swap-backed memory (anon or
+ * shmem: the VMM's guest RAM), whose pages are dirtied by a flag alone.
+ */
+static void *sluice_blk_map_ring(void __user *uaddr, size_t len, struct sluice_blk_ring_map *map)
+{
+	unsigned long start = (unsigned long)uaddr;
+	unsigned int n = DIV_ROUND_UP(offset_in_page(start) + len, PAGE_SIZE), i;
+	int got;
+
+	map->n = 0;
+	if (n > ARRAY_SIZE(map->pages))
+		return NULL;
+	/*
+	 * FOLL_WRITE even for the avail ring, which we only read: a read pin of
+	 * guest RAM the driver has not written yet would be the shared zero page
+	 * (6.1 pins it), which the driver's first store replaces.
+	 */
+	got = pin_user_pages_fast(start & PAGE_MASK, n, FOLL_LONGTERM | FOLL_WRITE, map->pages);
+	if (got > 0)
+		map->n = got;
+	if (got != (int)n)
+		goto out_unpin;
+	for (i = 0; i < n; i++)
+		if (!folio_test_swapbacked(page_folio(map->pages[i])))
+			goto out_unpin;
+	map->vaddr = vmap(map->pages, n, VM_MAP, PAGE_KERNEL);
+	if (!map->vaddr)
+		goto out_unpin;
+	return map->vaddr + offset_in_page(start);
+
+out_unpin:
+	unpin_user_pages(map->pages, map->n);
+	map->n = 0;
+	return NULL;
+}
+
+/* Process context.  Undo sluice_blk_map_ring(); @dirty: the kernel wrote through it. */
+static void sluice_blk_unmap_ring(struct sluice_blk_ring_map *map, bool dirty)
+{
+	if (!map->n)
+		return;
+	vunmap(map->vaddr);
+	unpin_user_pages_dirty_lock(map->pages, map->n, dirty);
+	map->n = 0;
+	map->vaddr = NULL;
+}
+
+/*
+ * Worker, in a pass (q->pass_lock, disk->rings_sem read).  Map the rings for
+ * direct completions, once per start or table change; on failure (a ring in
+ * file-backed memory, say) completions keep going through the worker.
+ */
+static void sluice_blk_map_rings_kernel(struct sluice_blk_queue *q)
+{
+	void *a, *u;
+
+	if (q->kused || q->map_tried || !READ_ONCE(direct_complete))
+		return;
+	q->map_tried = true;
+	a = sluice_blk_map_ring(q->avail, 6 + 2 * q->num, &q->avail_map);
+	u = a ? sluice_blk_map_ring(q->used, 6 + 8 * q->num, &q->used_map) : NULL;
+	if (!u) {
+		sluice_blk_unmap_ring(&q->avail_map, false);
+		return;
+	}
+	spin_lock_irq(&q->used_lock);
+	q->kavail = a;
+	q->kused = u;
+	spin_unlock_irq(&q->used_lock);
+}
+
+/*
+ * Process context, no pass running (SET_MEM_TABLE under rings_sem write, or
+ * a stopped queue).  Completions go back to the worker; one writing through
+ * the mapping now finishes first (used_lock).
+ */
+void sluice_blk_queue_unmap_rings(struct sluice_blk_queue *q)
+{
+	spin_lock_irq(&q->used_lock);
+	q->kavail = NULL;
+	q->kused = NULL;
+	spin_unlock_irq(&q->used_lock);
+	sluice_blk_unmap_ring(&q->used_map, true);
+	sluice_blk_unmap_ring(&q->avail_map, false);
+	q->map_tried = false;
+}
+
+/*
+ * A pass (worker or inline), process context.  Pin the page of @req's status
+ * byte while it is in flight, so that its completion can write it from any
+ * context; left NULL (the worker writes it) when the rings are not mapped.
+ */
+void sluice_blk_queue_pin_status(struct sluice_blk_req *req)
+{
+	struct page *page;
+
+	if (!READ_ONCE(req->q->kused) || !READ_ONCE(direct_complete))
+		return;
+	if (pin_user_pages_fast((unsigned long)req->status, 1, FOLL_WRITE, &page) != 1)
+		return;
+	if (!folio_test_swapbacked(page_folio(page))) {
+		unpin_user_page(page);
+		return;
+	}
+	req->status_page = page;
+}
+
+/* used_lock held, rings mapped.  @req's used entry at used_idx. */
+static void sluice_blk_used_put_kernel(struct sluice_blk_queue *q, const struct sluice_blk_req *req)
+{
+	struct sluice_blk_used *used = q->kused;
+
+	used->ring[q->used_idx % q->num].id = cpu_to_le32(req->head);
+	used->ring[q->used_idx % q->num].len = cpu_to_le32(req->written);
+	q->used_idx++;
+}
+
+/*
+ * used_lock held, rings mapped.  Publish used_idx to the driver; true if it
+ * asked to be told (EVENT_IDX: used_event crossed since the last publish).
+ */
+static bool sluice_blk_publish_kernel(struct sluice_blk_queue *q)
+{
+	struct sluice_blk_avail *avail = q->kavail;
+	struct sluice_blk_used *used = q->kused;
+	u16 old = q->used_pub;
+
+	/* Used elements (and status bytes) before the index; pairs with the driver's rmb after it reads used->idx. */
+	smp_wmb();
+	WRITE_ONCE(used->idx, cpu_to_le16(q->used_idx));
+	q->used_pub = q->used_idx;
+	/* Our used idx store before reading the driver's event/flags; pairs with the mb in virtqueue_enable_cb. */
+	smp_mb();
+	if (sluice_blk_event_idx(q))
+		return sluice_vq_need_event(le16_to_cpu(READ_ONCE(avail->ring[q->num])), q->used_idx, old);
+	return !(le16_to_cpu(READ_ONCE(avail->flags)) & VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+/* Any context.  A finished request's used entry is out: count it, trace it, free it. */
+static void sluice_blk_retire(struct sluice_blk_queue *q, struct sluice_blk_req *req)
+{
+	atomic64_inc(&q->completed);
+	if (req->status_val == VIRTIO_BLK_S_IOERR)
+		atomic64_inc(&q->errors);
+	else if (req->status_val == VIRTIO_BLK_S_UNSUPP)
+		atomic64_inc(&q->unsupported);
+	else if (req->type == VIRTIO_BLK_T_IN)
+		atomic64_add(req->data_len, &q->bytes_read);
+	else if (req->type == VIRTIO_BLK_T_OUT)
+		atomic64_add(req->data_len, &q->bytes_written);
+	trace_req_done(q->disk->name, q->index, req->head, req->type, req->sector,
+		       req->data_len, req->status_val,
+		       ktime_to_ns(ktime_sub(ktime_get(), req->start)), req->fwd_reason);
+	kfree(req);
+	atomic_dec(&q->inflight);
+}
+
+static void sluice_blk_wake_worker(struct sluice_blk_queue *q);
+
+/*
+ * Any context (kiocb completion, often the backend's IRQ), inside the
+ * 'completing' window.  With the rings mapped and the status byte pinned,
+ * answer the driver from here: status byte, used entry, index, and the call
+ * signal if it asked, with no wake-up of the worker on the way out.  False
+ * when the worker must do it.
+ */
+static bool sluice_blk_complete_direct(struct sluice_blk_queue *q, struct sluice_blk_req *req)
+{
+	unsigned long flags;
+	bool need;
+	u8 *p;
+
+	if (!req->status_page)
+		return false;
+	spin_lock_irqsave(&q->used_lock, flags);
+	if (!q->kused) {
+		spin_unlock_irqrestore(&q->used_lock, flags);
+		return false;	/* unmapped since it was pinned: the worker writes it (and unpins) */
+	}
+	p = kmap_local_page(req->status_page);
+	p[offset_in_page(req->status)] = req->status_val;
+	kunmap_local(p);
+	set_page_dirty(req->status_page);	/* swap-backed: a flag (checked when pinned) */
+	sluice_blk_used_put_kernel(q, req);
+	need = sluice_blk_publish_kernel(q);
+	spin_unlock_irqrestore(&q->used_lock, flags);
+	unpin_user_page(req->status_page);
+	if (need && q->call) {
+		sluice_blk_eventfd_signal(q->call);
+		atomic64_inc(&q->signals);
+	}
+	atomic64_inc(&q->direct);
+	sluice_blk_retire(q, req);
+	if (READ_ONCE(q->throttled) && atomic_read(&q->inflight) < q->num)
+		sluice_blk_wake_worker(q);	/* it stopped popping at num in flight */
+	if (!atomic_read(&q->inflight))
+		wake_up_all(&q->idle_wq);
+	return true;
+}
+
+/* Any context (kiocb completion may be an IRQ).  Answer the driver, here or through the worker. */
 void sluice_blk_queue_complete(struct sluice_blk_req *req)
 {
 	struct sluice_blk_queue *q = req->q;
 
 	/* The worker may exit as soon as it reaped us: stop waits for 'completing' to drop (it holds a task ref). */
 	atomic_inc(&q->completing);
-	llist_add(&req->done_node, &q->done);
-	wake_up_process(q->worker);
+	if (!sluice_blk_complete_direct(q, req)) {
+		llist_add(&req->done_node, &q->done);
+		wake_up_process(q->worker);
+	}
 	atomic_dec(&q->completing);
 }
 
-/* Worker.  Write status bytes and used entries for every finished request, then signal once. */
+/*
+ * Worker, in a pass.  Write status bytes and used entries for every finished
+ * request, then publish and signal once.  With the rings mapped, direct
+ * completions write the same ring meanwhile: entries and index under used_lock.
+ */
 static void sluice_blk_reap(struct sluice_blk_queue *q)
 {
 	struct sluice_blk_used __user *used = q->used;
 	struct llist_node *list = llist_del_all(&q->done);
+	bool mapped = q->kused;	/* stable in a pass: only passes map, only non-passes unmap */
 	struct sluice_blk_req *req, *tmp;
 	u16 old = q->used_idx;
-	int n = 0;
+	bool need;
 
 	if (!list)
 		return;
@@ -138,31 +359,37 @@ static void sluice_blk_reap(struct sluice_blk_queue *q)
 			.len = cpu_to_le32(req->written),
 		};
 
-		if (put_user(req->status_val, (u8 __user *)req->status) ||
-		    copy_to_user(&used->ring[q->used_idx % q->num], &e, sizeof(e)))
-			sluice_blk_queue_break(q, "cannot write the used ring");
-		q->used_idx++;
-		n++;
-		atomic64_inc(&q->completed);
-		if (req->status_val == VIRTIO_BLK_S_IOERR)
-			atomic64_inc(&q->errors);
-		else if (req->status_val == VIRTIO_BLK_S_UNSUPP)
-			atomic64_inc(&q->unsupported);
-		else if (req->type == VIRTIO_BLK_T_IN)
-			atomic64_add(req->data_len, &q->bytes_read);
-		else if (req->type == VIRTIO_BLK_T_OUT)
-			atomic64_add(req->data_len, &q->bytes_written);
-		trace_req_done(q->disk->name, q->index, req->head, req->type, req->sector,
-			       req->data_len, req->status_val,
-			       ktime_to_ns(ktime_sub(ktime_get(), req->start)), req->fwd_reason);
-		kfree(req);
-		atomic_dec(&q->inflight);
+		if (put_user(req->status_val, (u8 __user *)req->status))
+			sluice_blk_queue_break(q, "cannot write the status byte");
+		if (req->status_page)
+			unpin_user_page(req->status_page);
+		if (mapped) {
+			spin_lock_irq(&q->used_lock);
+			sluice_blk_used_put_kernel(q, req);
+			spin_unlock_irq(&q->used_lock);
+		} else {
+			if (copy_to_user(&used->ring[q->used_idx % q->num], &e, sizeof(e)))
+				sluice_blk_queue_break(q, "cannot write the used ring");
+			q->used_idx++;
+		}
+		sluice_blk_retire(q, req);
 	}
-	/* Used elements before the index; pairs with the driver's rmb after it reads used->idx. */
-	smp_wmb();
-	if (put_user(cpu_to_le16(q->used_idx), &used->idx))
-		sluice_blk_queue_break(q, "cannot write used idx");
-	sluice_blk_signal(q, old);
+	if (mapped) {
+		spin_lock_irq(&q->used_lock);
+		need = sluice_blk_publish_kernel(q);
+		spin_unlock_irq(&q->used_lock);
+		if (need && q->call) {
+			sluice_blk_eventfd_signal(q->call);
+			atomic64_inc(&q->signals);
+		}
+	} else {
+		/* Used elements before the index; pairs with the driver's rmb after it reads used->idx. */
+		smp_wmb();
+		if (put_user(cpu_to_le16(q->used_idx), &used->idx))
+			sluice_blk_queue_break(q, "cannot write used idx");
+		q->used_pub = q->used_idx;
+		sluice_blk_signal(q, old);
+	}
 	if (q->throttled && atomic_read(&q->inflight) < q->num) {
 		q->throttled = false;
 		set_bit(0, &q->work);
@@ -206,18 +433,19 @@ static bool sluice_blk_pop(struct sluice_blk_queue *q, u16 head)
 }
 
 /*
- * Worker.  The kick loop: notifications off, pop everything, notifications on
- * and check again before sleeping.  At most @weight requests per call, so
- * completions (and other queues on this CPU) get their turn.
+ * A pass (q->pass_lock, disk->rings_sem read).  The kick loop: notifications
+ * off, pop everything, notifications on and check again before sleeping.  At
+ * most @budget requests per call (then bit 0 of q->work says there is more),
+ * so completions (and other queues on this CPU) get their turn.
  */
-static void __sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
+static void __sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll, unsigned int budget)
 {
 	struct sluice_blk_avail __user *avail = q->avail;
-	unsigned int budget = weight ? weight : SLUICE_BLK_WEIGHT;
 	enum sluice_vq_err err;
 	__le16 v;
 	int pending;
 
+	q->throttled = false;	/* set again below if still at num in flight */
 	if (sluice_blk_disable_notify(q))
 		return sluice_blk_queue_break(q, "cannot write used flags");
 	while (!q->broken) {
@@ -274,15 +502,16 @@ static void __sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
 }
 
 /*
- * Worker.  Pop under a block plug, as io_uring submits: the bios of one pass
- * reach the device as a batch (one doorbell instead of one per request).
+ * A pass (q->pass_lock, disk->rings_sem read).  Pop under a block plug, as
+ * io_uring submits: the bios of one pass reach the device as a batch (one
+ * doorbell instead of one per request).
  */
-static void sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll)
+static void sluice_blk_handle_kick(struct sluice_blk_queue *q, bool may_poll, unsigned int budget)
 {
 	struct blk_plug plug;
 
 	blk_start_plug(&plug);
-	__sluice_blk_handle_kick(q, may_poll);
+	__sluice_blk_handle_kick(q, may_poll, budget);
 	blk_finish_plug(&plug);
 }
 
@@ -377,14 +606,17 @@ static int sluice_blk_worker(void *data)
 			sluice_blk_poll_adapt(q);
 		/* SET_MEM_TABLE moves q->avail and q->used only between passes. */
 		down_read(&q->disk->rings_sem);
+		mutex_lock(&q->pass_lock);
+		sluice_blk_map_rings_kernel(q);
 		if (test_and_clear_bit(1, &q->work))
 			sluice_blk_fwd_reap(q->disk);	/* userspace finished forwarded requests */
 		sluice_blk_reap(q);
 		if (test_and_clear_bit(0, &q->work) && !q->broken && !kthread_should_stop()) {
-			sluice_blk_handle_kick(q, may_poll && READ_ONCE(poll_ns));
+			sluice_blk_handle_kick(q, may_poll && READ_ONCE(poll_ns), weight ? weight : SLUICE_BLK_WEIGHT);
 			may_poll = true;
 		}
 		sluice_blk_reap(q);
+		mutex_unlock(&q->pass_lock);
 		up_read(&q->disk->rings_sem);
 		cond_resched();
 	}
@@ -394,7 +626,97 @@ static int sluice_blk_worker(void *data)
 	return 0;
 }
 
-/* Any context (eventfd_signal on the kick eventfd, e.g. KVM's ioeventfd): wake the worker. */
+/* Any context.  Give the ring to the worker: a pass is due. */
+static void sluice_blk_wake_worker(struct sluice_blk_queue *q)
+{
+	struct task_struct *t;
+
+	set_bit(0, &q->work);
+	/* queue_stop clears q->worker, then synchronize_rcu() before it drops the task. */
+	rcu_read_lock();
+	t = READ_ONCE(q->worker);
+	if (t)
+		wake_up_process(t);
+	rcu_read_unlock();
+}
+
+/*
+ * Task work of the thread that kicked an idle queue (sluice_blk_kick_inline()):
+ * process context, on that thread's way back to the guest (KVM runs task work
+ * before it re-enters) or to userspace, so with the owner's mm.  One pass of
+ * at most inline_kick pops, notifications back on at its end; the worker
+ * reaps the completions as always.  What this pass cannot do (the worker is in
+ * a pass, SET_MEM_TABLE is running, the budget ran out, the thread is exiting
+ * and has no mm) is handed to the worker.  Takes q->pass_lock and
+ * disk->rings_sem, both by trylock: a vCPU never waits for the worker.
+ */
+static void sluice_blk_inline_pass(struct callback_head *cb)
+{
+	struct sluice_blk_queue *q = container_of(cb, struct sluice_blk_queue, inline_tw);
+	struct sluice_blk_disk *disk = q->disk;
+	struct file *file = disk->file;
+	bool handed = true;
+	u16 last;
+
+	/* From here a new kick may queue another pass; this one reads the ring after. */
+	clear_bit(0, &q->inline_state);
+	smp_mb__after_atomic();
+	if (current->mm == disk->mm && mutex_trylock(&q->pass_lock)) {
+		if (!q->inline_live) {
+			handed = false;	/* stopped: the next start looks at the ring */
+		} else if (down_read_trylock(&disk->rings_sem)) {
+			last = q->last_avail;
+			if (!q->broken)
+				sluice_blk_handle_kick(q, false, READ_ONCE(inline_kick) ? : 1);
+			up_read(&disk->rings_sem);
+			if (q->last_avail != last)
+				atomic64_inc(&q->inline_passes);
+			handed = test_bit(0, &q->work);	/* the budget ran out: more for the worker */
+		}
+		mutex_unlock(&q->pass_lock);
+	}
+	if (handed)
+		sluice_blk_wake_worker(q);
+	fput(file);	/* the last one defers our release to this thread's next task work */
+}
+
+/*
+ * The kick's context (atomic: the kick eventfd's wait-queue lock).  A kick on
+ * an idle queue (nothing in flight, the worker asleep with nothing to do),
+ * from a thread of the owner (a vCPU in KVM_RUN, or a write(2) of the
+ * eventfd), is served by that thread itself on its way out of the kernel:
+ * the request reaches the backend without a wake-up of the worker, which at
+ * low queue depth is most of its way in.  Busy queues stay with the worker,
+ * which batches and polls.  True when the pass is queued (or already was).
+ */
+static bool sluice_blk_kick_inline(struct sluice_blk_queue *q)
+{
+	struct file *file = q->disk->file;
+	struct task_struct *t = current;
+
+	if (!READ_ONCE(inline_kick) || !in_task() || (t->flags & (PF_KTHREAD | PF_EXITING)) ||
+	    t->mm != q->disk->mm || atomic_read(&q->inflight) || READ_ONCE(q->polling) ||
+	    test_bit(0, &q->work) || !llist_empty(&q->done))
+		return false;
+	/* Queued and not yet started: it will read avail->idx after this kick's entries. */
+	if (test_and_set_bit(0, &q->inline_state))
+		return true;
+	/*
+	 * The pass keeps the disk, and with it this module, until it ran; not
+	 * when the file is already on its way to release (f_count 0).
+	 */
+	if (!atomic_long_inc_not_zero(&file->f_count))
+		goto out_clear;
+	init_task_work(&q->inline_tw, sluice_blk_inline_pass);
+	if (!task_work_add(t, &q->inline_tw, TWA_RESUME))
+		return true;
+	fput(file);
+out_clear:
+	clear_bit(0, &q->inline_state);
+	return false;
+}
+
+/* Any context (eventfd_signal on the kick eventfd, e.g. KVM's ioeventfd): a pass is due. */
 static int sluice_blk_kick_wakeup(wait_queue_entry_t *wait, unsigned int mode, int sync, void *key)
 {
 	struct sluice_blk_queue *q = container_of(wait, struct sluice_blk_queue, kick_wait);
@@ -403,8 +725,8 @@ static int sluice_blk_kick_wakeup(wait_queue_entry_t *wait, unsigned int mode, i
 	if (!(mask & EPOLLIN))
 		return 0;
 	atomic64_inc(&q->kicks);
-	set_bit(0, &q->work);
-	wake_up_process(q->worker);
+	if (!sluice_blk_kick_inline(q))
+		sluice_blk_wake_worker(q);
 	return 0;
 }
 
@@ -441,6 +763,8 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 	if (get_user(v, &((struct sluice_blk_used __user *)q->used)->idx))
 		return -EFAULT;
 	q->used_idx = le16_to_cpu(v);
+	q->used_pub = q->used_idx;
+	q->map_tried = false;
 	q->broken = false;
 	q->polling = false;
 	q->signalled_used_valid = false;
@@ -455,6 +779,9 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 	set_cpus_allowed_ptr(t, q->cpus);
 	q->worker = t;
 	mutex_unlock(&q->cpu_lock);
+	mutex_lock(&q->pass_lock);
+	q->inline_live = true;
+	mutex_unlock(&q->pass_lock);
 	init_waitqueue_func_entry(&q->kick_wait, sluice_blk_kick_wakeup);
 	init_poll_funcptr(&q->kick_pt, sluice_blk_kick_queue_proc);
 	q->kick_wqh = NULL;
@@ -478,11 +805,20 @@ void sluice_blk_queue_stop(struct sluice_blk_queue *q)
 		remove_wait_queue(q->kick_wqh, &q->kick_wait);
 	q->kick_wqh = NULL;
 	q->enabled = false;
+	/*
+	 * No kick callback runs any more; an inline pass still queued on some
+	 * thread finds inline_live false and does nothing (it holds the file,
+	 * so not even a release waits for it).  One running now ends first.
+	 */
+	mutex_lock(&q->pass_lock);
+	q->inline_live = false;
+	mutex_unlock(&q->pass_lock);
 	sluice_blk_fwd_cancel(q->disk, q);	/* never wait for a userspace that may be gone */
 	mutex_lock(&q->cpu_lock);
 	kthread_stop(q->worker);	/* returns once inflight reached 0 and all were reaped */
 	while (atomic_read(&q->completing))
 		cpu_relax();
+	sluice_blk_queue_unmap_rings(q);	/* no pass and no completion is left */
 	t = q->worker;
 	WRITE_ONCE(q->worker, NULL);
 	/* The upcall done wake-up reads q->worker under a spinlock: let it finish with @t. */

@@ -147,6 +147,8 @@ SLUICE_BLK_COUNTER(bytes_read);
 SLUICE_BLK_COUNTER(bytes_written);
 SLUICE_BLK_COUNTER(buffered);
 SLUICE_BLK_COUNTER(fallback);
+SLUICE_BLK_COUNTER(inline_passes);
+SLUICE_BLK_COUNTER(direct);
 
 static ssize_t inflight_show(struct kobject *kobj, struct kobj_attribute *attr, char *buf)
 {
@@ -186,6 +188,8 @@ static struct attribute *sluice_blk_queue_attrs[] = {
 	&sluice_blk_attr_bytes_written.attr,
 	&sluice_blk_attr_buffered.attr,
 	&sluice_blk_attr_fallback.attr,
+	&sluice_blk_attr_inline_passes.attr,
+	&sluice_blk_attr_direct.attr,
 	&sluice_blk_attr_broken.attr,
 	&sluice_blk_attr_worker_pid.attr,
 	NULL,

@@ -94,6 +94,8 @@ static uint64_t setup_capacity;
 static int (*setup_hook)(struct drv *d);
 /* Set by a case before drv_setup(): RAM A is a memfd (MAP_SHARED), so it can be mapped a second time. */
 static bool setup_memfd;
+/* Set by a case before drv_setup(): RAM A (the rings) is a file on the scratch disk, MAP_SHARED. */
+static bool setup_file_ram;
 
 /* Open and fully set up a disk with one queue; returns 0 or -errno (diagnosed). */
 /* Everything after SET_OWNER: memory, features, backend, queue 0 (also after a RESET). */
@@ -146,10 +148,17 @@ static int drv_setup(struct drv *d, const char *name, uint64_t features, uint32_
 	snprintf(d->name, sizeof(d->name), "%s", name);
 	d->features = features;
 	d->fd = open(DEV, O_RDWR | O_CLOEXEC);
-	d->memfd = setup_memfd ? memfd_create("ram_a", MFD_CLOEXEC) : -1;
+	if (setup_file_ram) {
+		char ram[48];
+
+		snprintf(ram, sizeof(ram), "%s-ram", name);
+		d->memfd = open_image(ram, RAM_SIZE);
+	} else {
+		d->memfd = setup_memfd ? memfd_create("ram_a", MFD_CLOEXEC) : -1;
+	}
 	if (d->memfd >= 0 && ftruncate(d->memfd, RAM_SIZE) == 0)
 		d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, d->memfd, 0);
-	else if (setup_memfd)
+	else if (setup_memfd || setup_file_ram)
 		d->ram_a = MAP_FAILED;
 	else
 		d->ram_a = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -197,18 +206,29 @@ static void set_desc(struct vring_desc *t, unsigned int i, uint64_t addr, uint32
 	t[i].next = htole16(next);
 }
 
-/* Post head @head on the avail ring and kick. */
-static void drv_post(struct drv *d, uint16_t head)
+/* Put head @head on the avail ring, without a kick. */
+static void drv_publish(struct drv *d, uint16_t head)
 {
-	uint64_t one = 1;
-
 	d->avail->ring[d->avail_idx % QNUM] = htole16(head);
 	d->avail_idx++;
 	/* ring entry before idx; pairs with the module's smp_rmb after it reads avail->idx */
 	__atomic_store_n(&d->avail->idx, htole16(d->avail_idx), __ATOMIC_RELEASE);
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static void drv_kick(struct drv *d)
+{
+	uint64_t one = 1;
+
 	if (write(d->kick, &one, sizeof(one)) != sizeof(one))
 		ktap_diag("kick: %s", strerror(errno));
+}
+
+/* Post head @head on the avail ring and kick. */
+static void drv_post(struct drv *d, uint16_t head)
+{
+	drv_publish(d, head);
+	drv_kick(d);
 }
 
 /*
@@ -326,12 +346,11 @@ static int sysfs_read(const char *disk, const char *attr, char *buf, size_t len)
 	return 0;
 }
 
-static int sysfs_write(const char *disk, const char *attr, const char *val)
+/* Write @val to the file at @path (sysfs); 0 or -errno. */
+static int write_file(const char *path, const char *val)
 {
-	char path[256];
 	int fd, ret = 0;
 
-	snprintf(path, sizeof(path), "/sys/class/sluice_blk/%s/%s", disk, attr);
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
@@ -339,6 +358,14 @@ static int sysfs_write(const char *disk, const char *attr, const char *val)
 		ret = -errno;
 	close(fd);
 	return ret;
+}
+
+static int sysfs_write(const char *disk, const char *attr, const char *val)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "/sys/class/sluice_blk/%s/%s", disk, attr);
+	return write_file(path, val);
 }
 
 /* ---- cases ---- */
@@ -1366,6 +1393,132 @@ static enum ktap_result extent_unmap_to_end(void)
  * Not a test: "kmod_dataplane bench SECONDS QD read|write" keeps QD 4 KiB random requests
  * in flight on one queue for SECONDS and prints "IOPS: N" (compare with fio on the same file).
  */
+static int param_write(const char *name, const char *val)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/module/sluice_blk/parameters/%s", name);
+	return write_file(path, val);
+}
+
+/*
+ * A kick on an idle queue from a thread of the owner is served by that thread
+ * (an inline pass, counted in queues/N/inline_passes): data right either way,
+ * a burst beyond the inline budget finished by the worker, a kick from another
+ * mm (a forked child) and inline_kick=0 left to the worker.
+ */
+static enum ktap_result inline_kick(void)
+{
+	long before, after;
+	unsigned int i, s;
+	pid_t pid;
+	int status;
+	struct drv d;
+	uint8_t *p;
+
+	KTAP_EXPECT(!param_write("inline_kick", "4"), "inline_kick=4");
+	KTAP_EXPECT(drv_setup(&d, "inl0", default_features(), 0) == 0, "setup");
+	/* One request at a time: the queue is idle at each kick. */
+	for (i = 0; i < 32; i++) {
+		p = gpa(&d, DATA_GPA(0));
+		memset(p, 0x40 + i, 4096);
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, i * 8, 4096, false) == VIRTIO_BLK_S_OK, "write %u", i);
+		memset(p, 0, 4096);
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, i * 8, 4096, i % 2) == VIRTIO_BLK_S_OK, "read %u", i);
+		KTAP_EXPECT(p[0] == 0x40 + i && p[4095] == 0x40 + i, "read %u: %#x, expected %#x", i, p[0], 0x40 + i);
+	}
+	after = sysfs_num("inl0", "queues/0/inline_passes");
+	ktap_diag("64 requests one at a time: %ld inline passes, %ld direct completions", after,
+		  sysfs_num("inl0", "queues/0/direct"));
+	KTAP_EXPECT(after >= 1 && after <= 64, "%ld inline passes for 64 kicks on an idle queue", after);
+
+	/* 16 requests and one kick: 4 popped inline, the rest by the worker. */
+	before = after;
+	for (s = 0; s < 16; s++)
+		drv_publish(&d, drv_req(&d, s, VIRTIO_BLK_T_IN, s * 8, 4096, false));
+	drv_kick(&d);
+	KTAP_EXPECT(drv_wait(&d, 16) == 16, "burst of 16: completions missing");
+	for (s = 0; s < 16; s++)
+		KTAP_EXPECT(drv_status(&d, s) == VIRTIO_BLK_S_OK, "burst slot %u status %u", s, drv_status(&d, s));
+	after = sysfs_num("inl0", "queues/0/inline_passes");
+	KTAP_EXPECT(after - before <= 1, "burst: %ld inline passes", after - before);
+
+	/* A kick from another mm: the worker serves it. */
+	before = after;
+	drv_publish(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
+	KTAP_SYSCALL(pid = fork());
+	if (!pid) {
+		uint64_t one = 1;
+
+		_exit(write(d.kick, &one, sizeof(one)) == sizeof(one) ? 0 : 1);
+	}
+	KTAP_SYSCALL(waitpid(pid, &status, 0));
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 0) == VIRTIO_BLK_S_OK, "kick from a child");
+	after = sysfs_num("inl0", "queues/0/inline_passes");
+	KTAP_EXPECT(after == before, "a child's kick ran %ld inline passes", after - before);
+
+	/* Off: every pop on the worker. */
+	KTAP_EXPECT(!param_write("inline_kick", "0"), "inline_kick=0");
+	for (i = 0; i < 16; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, i * 8, 4096, false) == VIRTIO_BLK_S_OK, "read %u, off", i);
+	KTAP_EXPECT(sysfs_num("inl0", "queues/0/inline_passes") == after, "inline passes with inline_kick=0");
+	KTAP_EXPECT(!param_write("inline_kick", "4"), "inline_kick=4 again");
+	drv_close(&d);
+	return KTAP_PASS;
+}
+
+/*
+ * Completions answer from their own context (queues/N/direct) when the rings
+ * are in anon or shmem memory; with the rings in a file mapping, or with
+ * direct_complete=N, every one goes through the worker.  Data right in all.
+ */
+static enum ktap_result direct_completions(void)
+{
+	static const char *const names[] = { "dir0", "dir1", "dir2" };
+	unsigned int v, i, s;
+	long direct, completed;
+	struct drv d;
+	uint8_t *p;
+
+	for (v = 0; v < 3; v++) {
+		setup_file_ram = v == 1;
+		KTAP_EXPECT(!param_write("direct_complete", v == 2 ? "N" : "Y"), "direct_complete");
+		KTAP_EXPECT(drv_setup(&d, names[v], default_features(), 0) == 0, "setup %s", names[v]);
+		setup_file_ram = false;
+		for (i = 0; i < 8; i++) {
+			for (s = 0; s < SLOTS; s++) {
+				p = gpa(&d, DATA_GPA(s));
+				memset(p, (int)(i * SLOTS + s), 8192);
+				drv_post(&d, drv_req(&d, s, VIRTIO_BLK_T_OUT, (uint64_t)s * 64, 8192, s % 2));
+			}
+			KTAP_EXPECT(drv_wait(&d, SLOTS) == SLOTS, "%s round %u: writes missing", names[v], i);
+			for (s = 0; s < SLOTS; s++) {
+				memset(gpa(&d, DATA_GPA(s)), 0xff, 8192);
+				drv_post(&d, drv_req(&d, s, VIRTIO_BLK_T_IN, (uint64_t)s * 64, 8192, s % 2));
+			}
+			KTAP_EXPECT(drv_wait(&d, SLOTS) == SLOTS, "%s round %u: reads missing", names[v], i);
+			for (s = 0; s < SLOTS; s++) {
+				p = gpa(&d, DATA_GPA(s));
+				KTAP_EXPECT(drv_status(&d, s) == VIRTIO_BLK_S_OK && p[0] == (uint8_t)(i * SLOTS + s) &&
+					    p[8191] == (uint8_t)(i * SLOTS + s), "%s round %u slot %u: status %u data %#x",
+					    names[v], i, s, drv_status(&d, s), p[0]);
+			}
+		}
+		direct = sysfs_num(names[v], "queues/0/direct");
+		completed = sysfs_num(names[v], "queues/0/completed");
+		ktap_diag("%s: %ld of %ld completions direct", names[v], direct, completed);
+		KTAP_EXPECT(completed == 16 * SLOTS, "%s: %ld completed", names[v], completed);
+		if (v == 0)
+			KTAP_EXPECT(direct > 0, "anon rings: no direct completion");
+		else
+			KTAP_EXPECT(direct == 0, "%s: %ld direct completions", v == 1 ? "file-backed rings" :
+				    "direct_complete=N", direct);
+		drv_close(&d);
+	}
+	KTAP_EXPECT(!param_write("direct_complete", "Y"), "direct_complete=Y again");
+	return KTAP_PASS;
+}
+
 static int bench(int secs, unsigned int qd, bool write)
 {
 	uint64_t done = 0;
@@ -1415,7 +1568,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(close_with_requests_in_flight), KTAP_CASE(sigkill_with_requests_in_flight),
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(append_set_later), KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
-	KTAP_CASE(extent_unmap_to_end),
+	KTAP_CASE(extent_unmap_to_end), KTAP_CASE(inline_kick), KTAP_CASE(direct_completions),
 };
 
 int main(int argc, char **argv)
