@@ -125,7 +125,9 @@ struct sluice_blk_queue {
 	 * arrays below have one user at a time.
 	 */
 	struct mutex pass_lock;
+	struct task_struct *pass_owner;	/* under pass_lock: the task in a pass, which reaps before it ends */
 	bool inline_live;		/* under pass_lock: started, inline passes may run */
+	int depth_avg;			/* under pass_lock: requests in flight at each pop, x16, moving average */
 	unsigned long inline_state;	/* bit 0: inline_tw is queued on a thread */
 	struct callback_head inline_tw;	/* that thread's task work: sluice_blk_inline_pass() */
 	atomic64_t inline_passes;	/* inline passes that popped at least one request */
