@@ -148,7 +148,9 @@ for v in "${KVERS[@]}"; do
 		# is repeated, at most twice, loudly, with each such console kept, for the suites that had not
 		# finished (run_suites.sh leaves SUITE.done beside each finished suite's KTAP).  Any other lab
 		# failure, an oops anywhere else, or a third such death, fails.
-		flaw='corrupted stack end detected inside scheduler|RIP: 0010:__schedule\+[^ ]*|Oops: int3'
+		# Or an interrupt taken inside the VMRUN window (global interrupt flag clear), RIP in
+		# __svm_vcpu_run, before KVM restored the host's GS base (testing.rst has that one too).
+		flaw='corrupted stack end detected inside scheduler|RIP: 0010:__schedule\+[^ ]*|Oops: int3|RIP: 0010:__svm_vcpu_run\+[^ ]*'
 		if [ "$try" -lt 3 ] && [ "$st" -eq 125 ] && grep -q -E "$flaw" "$C/lab-$v.log"; then
 			mv "$C/lab-$v.log" "$C/lab-$v.panic$try.log"
 			# lab.sh empties its results directory: keep the finished suites' KTAP aside.
