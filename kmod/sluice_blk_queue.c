@@ -670,7 +670,12 @@ static void sluice_blk_inline_pass(struct callback_head *cb)
 	bool handed = true;
 	u16 last;
 
-	/* From here a new kick may queue another pass; this one reads the ring after. */
+	/*
+	 * From here a new kick may queue another pass.  The bit cleared before
+	 * this pass reads avail->idx; pairs with the test_and_set_bit() in
+	 * sluice_blk_kick_inline(): a kick that found the bit still set relies on
+	 * us to see its entries.
+	 */
 	clear_bit(0, &q->inline_state);
 	smp_mb__after_atomic();
 	if (current->mm == disk->mm && mutex_trylock(&q->pass_lock)) {
