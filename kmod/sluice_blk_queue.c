@@ -95,28 +95,39 @@ static int sluice_blk_disable_notify(struct sluice_blk_queue *q)
 	return put_user(cpu_to_le16(VRING_USED_F_NO_NOTIFY), &used->flags);
 }
 
+/*
+ * Any context.  Does the driver want to hear of used entries [@old, used_idx)?
+ * @v is what it wrote: used_event with EVENT_IDX, else avail->flags.
+ */
+static bool sluice_blk_driver_wants(const struct sluice_blk_queue *q, __le16 v, u16 old)
+{
+	if (sluice_blk_event_idx(q))
+		return sluice_vq_need_event(le16_to_cpu(v), q->used_idx, old);
+	return !(le16_to_cpu(v) & VRING_AVAIL_F_NO_INTERRUPT);
+}
+
+/* Any context.  Signal the call eventfd (the guest's interrupt). */
+static void sluice_blk_call(struct sluice_blk_queue *q)
+{
+	if (!q->call)
+		return;
+	sluice_blk_eventfd_signal(q->call);
+	atomic64_inc(&q->signals);
+}
+
 /* Worker.  Tell the driver about new used entries, once per batch, if it wants to hear. */
 static void sluice_blk_signal(struct sluice_blk_queue *q, u16 old)
 {
 	struct sluice_blk_avail __user *avail = q->avail;
+	bool ev = sluice_blk_event_idx(q);
 	__le16 v;
-	bool need;
 
 	/* Our used idx store before reading the driver's event/flags; pairs with the mb in virtqueue_enable_cb. */
 	smp_mb();
-	if (sluice_blk_event_idx(q)) {
-		if (get_user(v, &avail->ring[q->num]))
-			return sluice_blk_queue_break(q, "cannot read used_event");
-		need = sluice_vq_need_event(le16_to_cpu(v), q->used_idx, old);
-	} else {
-		if (get_user(v, &avail->flags))
-			return sluice_blk_queue_break(q, "cannot read avail flags");
-		need = !(le16_to_cpu(v) & VRING_AVAIL_F_NO_INTERRUPT);
-	}
-	if (need && q->call) {
-		sluice_blk_eventfd_signal(q->call);
-		atomic64_inc(&q->signals);
-	}
+	if (get_user(v, ev ? &avail->ring[q->num] : &avail->flags))
+		return sluice_blk_queue_break(q, ev ? "cannot read used_event" : "cannot read avail flags");
+	if (sluice_blk_driver_wants(q, v, old))
+		sluice_blk_call(q);
 }
 
 /*
@@ -255,9 +266,8 @@ static bool sluice_blk_publish_kernel(struct sluice_blk_queue *q)
 	q->used_pub = q->used_idx;
 	/* Our used idx store before reading the driver's event/flags; pairs with the mb in virtqueue_enable_cb. */
 	smp_mb();
-	if (sluice_blk_event_idx(q))
-		return sluice_vq_need_event(le16_to_cpu(READ_ONCE(avail->ring[q->num])), q->used_idx, old);
-	return !(le16_to_cpu(READ_ONCE(avail->flags)) & VRING_AVAIL_F_NO_INTERRUPT);
+	return sluice_blk_driver_wants(q, sluice_blk_event_idx(q) ? READ_ONCE(avail->ring[q->num]) :
+				       READ_ONCE(avail->flags), old);
 }
 
 /* Any context.  A finished request's used entry is out: count it, trace it, free it. */
@@ -313,10 +323,8 @@ static bool sluice_blk_complete_direct(struct sluice_blk_queue *q, struct sluice
 	need = sluice_blk_publish_kernel(q);
 	spin_unlock_irqrestore(&q->used_lock, flags);
 	unpin_user_page(req->status_page);
-	if (need && q->call) {
-		sluice_blk_eventfd_signal(q->call);
-		atomic64_inc(&q->signals);
-	}
+	if (need)
+		sluice_blk_call(q);
 	atomic64_inc(&q->direct);
 	sluice_blk_retire(q, req);
 	if (READ_ONCE(q->throttled) && atomic_read(&q->inflight) < q->num)
@@ -385,10 +393,8 @@ static void sluice_blk_reap(struct sluice_blk_queue *q)
 		spin_lock_irq(&q->used_lock);
 		need = sluice_blk_publish_kernel(q);
 		spin_unlock_irq(&q->used_lock);
-		if (need && q->call) {
-			sluice_blk_eventfd_signal(q->call);
-			atomic64_inc(&q->signals);
-		}
+		if (need)
+			sluice_blk_call(q);
 	} else {
 		/* Used elements before the index; pairs with the driver's rmb after it reads used->idx. */
 		smp_wmb();
