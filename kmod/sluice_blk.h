@@ -75,8 +75,6 @@ struct sluice_blk_queue {
 	u16 num;			/* queue size, 0 until SET_VRING_NUM */
 	u16 last_avail;			/* next avail entry to pop (worker) */
 	u16 used_idx;			/* next used entry to write (worker) */
-	u16 signalled_used;		/* used idx at the last signal (EVENT_IDX) */
-	bool signalled_used_valid;
 	u64 desc_gpa, avail_gpa, used_gpa;	/* the rings, guest physical (SET_VRING_ADDR) */
 	bool rings_set;			/* the GPAs above were given for this num */
 	/*

@@ -802,7 +802,6 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 	q->depth_avg = 0;
 	q->broken = false;
 	q->polling = false;
-	q->signalled_used_valid = false;
 	mutex_lock(&disk->fwd_lock);
 	q->fwd_closed = false;
 	mutex_unlock(&disk->fwd_lock);
