@@ -24,6 +24,8 @@
 
 /* Requests a queue starts before it lets completions and other work run (vhost's weight). */
 #define SLUICE_BLK_WEIGHT		256
+/* No inline passes while this share of recent kicks (x256) came with requests outstanding: 1 in 8. */
+#define SLUICE_BLK_KICK_BUSY_MAX	32
 /* Buffers in one request's chain, header and status included. */
 #define SLUICE_BLK_MAX_SEGS		130
 
@@ -125,7 +127,7 @@ struct sluice_blk_queue {
 	struct mutex pass_lock;
 	struct task_struct *pass_owner;	/* under pass_lock: the task in a pass, which reaps before it ends */
 	bool inline_live;		/* under pass_lock: started, inline passes may run */
-	int depth_avg;			/* under pass_lock: requests in flight at each pop, x16, moving average */
+	int kick_busy;			/* kicks with requests outstanding, moving average x256 (sluice_blk_kick_busy()) */
 	unsigned long inline_state;	/* bit 0: inline_tw is queued on a thread */
 	struct callback_head inline_tw;	/* that thread's task work: sluice_blk_inline_pass() */
 	atomic64_t inline_passes;	/* inline passes that popped at least one request */

@@ -1468,6 +1468,69 @@ static enum ktap_result inline_kick(void)
 }
 
 /*
+ * Kicks that come while a request is still unanswered turn inline passes off
+ * until the driver has kicked at depth 1 for a while (a moving average over
+ * kicks, sluice_blk_kick_busy()).  The unanswered request is a read of an
+ * unmapped cluster, forwarded to us and held: no timing involved.
+ */
+static enum ktap_result inline_busy_kicks(void)
+{
+	struct sluice_blk_upcall_req *r;
+	long idle, before, after;
+	unsigned int i;
+	struct drv d;
+	uint8_t *p;
+
+	KTAP_EXPECT(!param_write("inline_kick", "4"), "inline_kick=4");
+	/*
+	 * No polling: a polling worker may see the next request before its kick
+	 * and take it, which would blur what the kicks alone decide.
+	 */
+	KTAP_EXPECT(!param_write("poll_ns", "0"), "poll_ns=0");
+	KTAP_EXPECT(!extent_setup(&d, "inl1"), "extent-mode setup");
+	KTAP_SYSCALL(map_extent(&d, 0, CL, 10 * CL, true));	/* guest cluster 0; cluster 1 unmapped */
+	p = gpa(&d, DATA_GPA(0));
+	memset(p, 0x5a, 4096);
+	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 0, 4096, false) == VIRTIO_BLK_S_OK, "write of cluster 0");
+	for (i = 0; i < 16; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read %u, depth 1", i);
+	before = sysfs_num("inl1", "queues/0/inline_passes");
+	KTAP_EXPECT(before >= 1, "no inline pass in 17 kicks at depth 1");
+	idle = before;
+
+	/* A read of cluster 1 held in userspace; 24 requests, each kicked with it outstanding. */
+	drv_post(&d, drv_req(&d, 1, VIRTIO_BLK_T_IN, CL / 512, 4096, false));
+	r = next_upcall();
+	KTAP_EXPECT(r && r->reason == SLUICE_BLK_FWD_UNMAPPED, "read of cluster 1 not forwarded");
+	before = sysfs_num("inl1", "queues/0/inline_passes");	/* that kick found the queue idle */
+	for (i = 0; i < 24; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read %u, depth 2", i);
+	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
+	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 1) == VIRTIO_BLK_S_OK, "the forwarded read");
+	after = sysfs_num("inl1", "queues/0/inline_passes");
+	KTAP_EXPECT(after == before, "%ld inline passes with a request outstanding", after - before);
+
+	/* Depth 1 again: the average of 24 busy kicks needs 16 idle ones to fall under 1 in 8. */
+	for (i = 0; i < 8; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read %u, after", i);
+	after = sysfs_num("inl1", "queues/0/inline_passes");
+	KTAP_EXPECT(after == before, "%ld inline passes right after busy kicks", after - before);
+	for (i = 0; i < 32; i++) {
+		memset(p, 0, 4096);
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read %u, later", i);
+		KTAP_EXPECT(p[0] == 0x5a && p[4095] == 0x5a, "read %u: data %#x", i, p[0]);
+	}
+	after = sysfs_num("inl1", "queues/0/inline_passes");
+	ktap_diag("depth 1: %ld inline passes of 17 kicks; busy: 0 of 24; then %ld of 40", idle,
+		  after - before);
+	KTAP_EXPECT(after > before, "inline passes did not come back at depth 1");
+	KTAP_EXPECT(!param_write("poll_ns", "32768"), "poll_ns=32768 (its default) again");
+	extent_close(&d);
+	KTAP_EXPECT(wait_no_workers(), "workers left");
+	return KTAP_PASS;
+}
+
+/*
  * Completions answer from their own context (queues/N/direct) when the rings
  * are in anon or shmem memory; with the rings in a file mapping, or with
  * direct_complete=N, every one goes through the worker.  Data right in all.
@@ -1576,6 +1639,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(append_set_later), KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
 	KTAP_CASE(extent_unmap_to_end), KTAP_CASE(inline_kick), KTAP_CASE(direct_completions),
+	KTAP_CASE(inline_busy_kicks),
 };
 
 int main(int argc, char **argv)
