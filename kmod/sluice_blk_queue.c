@@ -660,11 +660,12 @@ static void sluice_blk_wake_worker(struct sluice_blk_queue *q)
  * Task work of the thread that kicked an idle queue (sluice_blk_kick_inline()):
  * process context, on that thread's way back to the guest (KVM runs task work
  * before it re-enters) or to userspace, so with the owner's mm.  One pass of
- * at most inline_kick pops, notifications back on at its end; it reaps what
- * completed inside it (a RAM disk's bios), later completions answer directly
- * or through the worker as any.  What this pass cannot do (the worker is in
- * a pass, SET_MEM_TABLE is running, the budget ran out, the thread is exiting
- * and has no mm) is handed to the worker.  Takes q->pass_lock and
+ * at most inline_kick pops; at its end notifications go back on, or, with
+ * requests in flight (and poll_ns), stay off while the worker, woken, polls.
+ * It reaps what completed inside it (a RAM disk's bios), later completions
+ * answer directly or through the worker as any.  What this pass cannot do
+ * (the worker is in a pass, SET_MEM_TABLE is running, the budget ran out,
+ * the thread is exiting and has no mm) is handed to the worker.  Takes q->pass_lock and
  * disk->rings_sem, both by trylock: a vCPU never waits for the worker.
  */
 static void sluice_blk_inline_pass(struct callback_head *cb)
@@ -689,14 +690,21 @@ static void sluice_blk_inline_pass(struct callback_head *cb)
 		} else if (down_read_trylock(&disk->rings_sem)) {
 			last = q->last_avail;
 			q->pass_owner = current;
+			/*
+			 * Ring empty with requests in flight: notifications stay off and
+			 * the worker polls, as after its own passes.  The guest's next
+			 * requests then come without a kick exit: at depth, the worker
+			 * takes the stream and this vCPU only guest work.
+			 */
 			if (!q->broken)
-				sluice_blk_handle_kick(q, false, READ_ONCE(inline_kick) ? : 1);
+				sluice_blk_handle_kick(q, !!READ_ONCE(poll_ns), READ_ONCE(inline_kick) ? : 1);
 			sluice_blk_reap(q);	/* what completed inside the pass */
 			q->pass_owner = NULL;
 			up_read(&disk->rings_sem);
 			if (q->last_avail != last)
 				atomic64_inc(&q->inline_passes);
-			handed = test_bit(0, &q->work);	/* the budget ran out: more for the worker */
+			/* The budget ran out (more for the worker), or the worker is to poll. */
+			handed = test_bit(0, &q->work) || q->polling;
 		}
 		mutex_unlock(&q->pass_lock);
 	}
