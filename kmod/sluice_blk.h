@@ -127,7 +127,8 @@ struct sluice_blk_queue {
 	struct mutex pass_lock;
 	struct task_struct *pass_owner;	/* under pass_lock: the task in a pass, which reaps before it ends */
 	bool inline_live;		/* under pass_lock: started, inline passes may run */
-	int kick_busy;			/* kicks with requests outstanding, moving average x256 (sluice_blk_kick_busy()) */
+	int kick_busy;			/* kicks that show depth > 1, moving average x256 (sluice_blk_kick_busy()) */
+	u16 kick_avail;			/* last_avail at the last kick (kicks only) */
 	unsigned long inline_state;	/* bit 0: inline_tw is queued on a thread */
 	struct callback_head inline_tw;	/* that thread's task work: sluice_blk_inline_pass() */
 	atomic64_t inline_passes;	/* inline passes that popped at least one request */

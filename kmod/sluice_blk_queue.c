@@ -759,19 +759,24 @@ out_clear:
 
 /*
  * The kick's context (the kick eventfd's wait-queue lock, which serialises
- * kicks).  Did the driver kick with requests of this queue still unanswered
- * (popped, no used entry published yet)?  A driver at queue depth 1 never
- * does: it waits for each answer.  Guest threads at a depth beyond 1 do even
- * when the vCPU, their bottleneck, keeps the ring nearly empty.  A moving
- * average over the last kicks (1/8 each, x256): the inline rule's evidence.
- * Racy reads of last_avail and used_pub: a hint, never a correctness matter;
- * used_pub moves before the used index the driver reads (see its writers).
+ * kicks).  Does this kick show a driver at a queue depth beyond 1?  It does
+ * when requests of this queue are still unanswered (popped, no used entry
+ * published yet), or when more than one request was popped since the last
+ * kick (the driver posted while notifications were off, or several per
+ * kick).  A driver at depth 1 waits for each answer and kicks for each
+ * request; guest threads at depth show one or the other even when their
+ * vCPU, the bottleneck, keeps the ring nearly empty.  A moving average over
+ * the last kicks (1/8 each, x256): the inline rule's evidence.  Racy reads
+ * of last_avail and used_pub: a hint, never a correctness matter; used_pub
+ * moves before the used index the driver reads (see its writers).
  */
 static void sluice_blk_kick_busy(struct sluice_blk_queue *q)
 {
-	int sample = READ_ONCE(q->last_avail) != READ_ONCE(q->used_pub) ? 256 : 0;
-	int avg = READ_ONCE(q->kick_busy);
+	u16 popped = READ_ONCE(q->last_avail);
+	int avg = READ_ONCE(q->kick_busy), sample;
 
+	sample = popped != READ_ONCE(q->used_pub) || (u16)(popped - q->kick_avail) > 1 ? 256 : 0;
+	q->kick_avail = popped;
 	WRITE_ONCE(q->kick_busy, avg + (sample - avg) / 8);
 }
 
@@ -826,6 +831,7 @@ int sluice_blk_queue_start(struct sluice_blk_queue *q)
 	q->used_pub = q->used_idx;
 	q->map_tried = false;
 	q->kick_busy = 0;
+	q->kick_avail = q->last_avail;
 	q->broken = false;
 	q->polling = false;
 	mutex_lock(&disk->fwd_lock);

@@ -1469,10 +1469,11 @@ static enum ktap_result inline_kick(void)
 }
 
 /*
- * Kicks that come while a request is still unanswered turn inline passes off
- * until the driver has kicked at depth 1 for a while (a moving average over
- * kicks, sluice_blk_kick_busy()).  The unanswered request is a read of an
- * unmapped cluster, forwarded to us and held: no timing involved.
+ * Kicks that come while a request is still unanswered, or after more than one
+ * request was posted, turn inline passes off until the driver has kicked at
+ * depth 1 for a while (a moving average over kicks, sluice_blk_kick_busy()).
+ * The unanswered request is a read of an unmapped cluster, forwarded to us
+ * and held; no polling: no timing involved.
  */
 static enum ktap_result inline_busy_kicks(void)
 {
@@ -1525,6 +1526,21 @@ static enum ktap_result inline_busy_kicks(void)
 	ktap_diag("depth 1: %ld inline passes of 17 kicks; busy: 0 of 24; then %ld of 40", idle,
 		  after - before);
 	KTAP_EXPECT(after > before, "inline passes did not come back at depth 1");
+
+	/* Two requests per kick, nothing unanswered at the kicks: depth 2 all the same. */
+	for (i = 0; i < 24; i++) {
+		drv_publish(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
+		drv_publish(&d, drv_req(&d, 2, VIRTIO_BLK_T_IN, 8, 4096, false));
+		drv_kick(&d);
+		KTAP_EXPECT(drv_wait(&d, 2) == 2, "pair %u: completions missing", i);
+		KTAP_EXPECT(drv_status(&d, 0) == VIRTIO_BLK_S_OK && drv_status(&d, 2) == VIRTIO_BLK_S_OK,
+			    "pair %u: status %u %u", i, drv_status(&d, 0), drv_status(&d, 2));
+	}
+	before = sysfs_num("inl1", "queues/0/inline_passes");
+	for (i = 0; i < 8; i++)
+		KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_IN, 0, 4096, false) == VIRTIO_BLK_S_OK, "read %u, after pairs", i);
+	after = sysfs_num("inl1", "queues/0/inline_passes");
+	KTAP_EXPECT(after == before, "%ld inline passes right after kicks of two requests", after - before);
 	KTAP_EXPECT(!param_write("poll_ns", "32768"), "poll_ns=32768 (its default) again");
 	extent_close(&d);
 	KTAP_EXPECT(wait_no_workers(), "workers left");
