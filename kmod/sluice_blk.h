@@ -24,7 +24,7 @@
 
 /* Requests a queue starts before it lets completions and other work run (vhost's weight). */
 #define SLUICE_BLK_WEIGHT		256
-/* No inline passes while this share of recent kicks (x256) came with requests outstanding: 1 in 8. */
+/* No inline passes while this share of recent kicks (x256) showed a depth beyond 1: 1 in 8. */
 #define SLUICE_BLK_KICK_BUSY_MAX	32
 /* Buffers in one request's chain, header and status included. */
 #define SLUICE_BLK_MAX_SEGS		130
