@@ -660,8 +660,9 @@ static void sluice_blk_wake_worker(struct sluice_blk_queue *q)
  * Task work of the thread that kicked an idle queue (sluice_blk_kick_inline()):
  * process context, on that thread's way back to the guest (KVM runs task work
  * before it re-enters) or to userspace, so with the owner's mm.  One pass of
- * at most inline_kick pops; at its end notifications go back on, or, with
- * requests in flight (and poll_ns), stay off while the worker, woken, polls.
+ * at most inline_kick pops, notifications back on at its end (not left off
+ * for a polling worker: at depth 1 it would spin through every request's
+ * disk time, see kmod.rst).
  * It reaps what completed inside it (a RAM disk's bios), later completions
  * answer directly or through the worker as any.  What this pass cannot do
  * (the worker is in a pass, SET_MEM_TABLE is running, the budget ran out,
@@ -691,21 +692,14 @@ static void sluice_blk_inline_pass(struct callback_head *cb)
 		} else if (down_read_trylock(&disk->rings_sem)) {
 			last = q->last_avail;
 			q->pass_owner = current;
-			/*
-			 * Ring empty with requests in flight: notifications stay off and
-			 * the worker polls, as after its own passes.  The guest's next
-			 * requests then come without a kick exit: at depth, the worker
-			 * takes the stream and this vCPU only guest work.
-			 */
 			if (!q->broken)
-				sluice_blk_handle_kick(q, !!READ_ONCE(poll_ns), READ_ONCE(inline_kick) ? : 1);
+				sluice_blk_handle_kick(q, false, READ_ONCE(inline_kick) ? : 1);
 			sluice_blk_reap(q);	/* what completed inside the pass */
 			q->pass_owner = NULL;
 			up_read(&disk->rings_sem);
 			if (q->last_avail != last)
 				atomic64_inc(&q->inline_passes);
-			/* The budget ran out (more for the worker), or the worker is to poll. */
-			handed = test_bit(0, &q->work) || q->polling;
+			handed = test_bit(0, &q->work);	/* the budget ran out: more for the worker */
 		}
 		mutex_unlock(&q->pass_lock);
 	}

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -1548,64 +1547,6 @@ static enum ktap_result inline_busy_kicks(void)
 }
 
 /*
- * An inline pass that leaves a request in flight leaves notifications off and
- * wakes the worker to poll, as the worker's own pass would: a request posted
- * then without a kick is served.  The request in flight is a forwarded read,
- * held; a 1 s poll window, the worker on CPU 1 and us on CPU 0 keep timing out
- * of it (the worker's poll ends early only when its CPU is wanted).
- */
-static enum ktap_result inline_then_poll(void)
-{
-	struct sluice_blk_upcall_req *r;
-	long kicks, passes;
-	cpu_set_t cpus;
-	struct drv d;
-	uint8_t *p;
-
-	KTAP_EXPECT(sysconf(_SC_NPROCESSORS_ONLN) >= 2, "the lab has 2 CPUs");
-	CPU_ZERO(&cpus);
-	CPU_SET(0, &cpus);
-	KTAP_SYSCALL(sched_setaffinity(0, sizeof(cpus), &cpus));
-	KTAP_EXPECT(!param_write("inline_kick", "4"), "inline_kick=4");
-	KTAP_EXPECT(!param_write("poll_ns", "1000000000") && !param_write("poll_max_ns", "1000000000"),
-		    "poll window 1 s");
-	KTAP_EXPECT(!extent_setup(&d, "inl2"), "extent-mode setup");
-	KTAP_EXPECT(!sysfs_write("inl2", "queues/0/cpu", "1"), "worker on CPU 1");
-	KTAP_SYSCALL(map_extent(&d, 0, CL, 10 * CL, true));	/* guest cluster 0; cluster 1 unmapped */
-	p = gpa(&d, DATA_GPA(0));
-	memset(p, 0x6b, 4096);
-	KTAP_EXPECT(drv_run(&d, VIRTIO_BLK_T_OUT, 0, 4096, false) == VIRTIO_BLK_S_OK, "write of cluster 0");
-	usleep(1500 * 1000);	/* the worker's poll after that write passes: asleep, kicks wanted */
-
-	passes = sysfs_num("inl2", "queues/0/inline_passes");
-	drv_post(&d, drv_req(&d, 1, VIRTIO_BLK_T_IN, CL / 512, 4096, false));
-	r = next_upcall();
-	KTAP_EXPECT(r && r->reason == SLUICE_BLK_FWD_UNMAPPED, "read of cluster 1 not forwarded");
-	KTAP_EXPECT(sysfs_num("inl2", "queues/0/inline_passes") == passes + 1,
-		    "the kick on the idle queue: no inline pass");
-	/* Posted with no kick: only a polling worker sees it. */
-	kicks = sysfs_num("inl2", "queues/0/kicks");
-	memset(p, 0, 4096);
-	drv_publish(&d, drv_req(&d, 0, VIRTIO_BLK_T_IN, 0, 4096, false));
-	KTAP_EXPECT(drv_wait(&d, 1) == 1, "a read posted without a kick after the inline pass: never served");
-	KTAP_EXPECT(drv_status(&d, 0) == VIRTIO_BLK_S_OK && p[0] == 0x6b && p[4095] == 0x6b,
-		    "that read: status %u, data %#x", drv_status(&d, 0), p[0]);
-	KTAP_EXPECT(sysfs_num("inl2", "queues/0/kicks") == kicks, "kicks counted meanwhile");
-	KTAP_EXPECT(sysfs_num("inl2", "queues/0/inline_passes") == passes + 1, "a second inline pass");
-	post_done(r->id, VIRTIO_BLK_S_OK, 4097);
-	KTAP_EXPECT(drv_wait(&d, 1) == 1 && drv_status(&d, 1) == VIRTIO_BLK_S_OK, "the forwarded read");
-	KTAP_EXPECT(!param_write("poll_ns", "32768") && !param_write("poll_max_ns", "262144"),
-		    "poll windows at their defaults again");
-	extent_close(&d);
-	KTAP_EXPECT(wait_no_workers(), "workers left");
-	CPU_ZERO(&cpus);
-	CPU_SET(0, &cpus);
-	CPU_SET(1, &cpus);
-	KTAP_SYSCALL(sched_setaffinity(0, sizeof(cpus), &cpus));
-	return KTAP_PASS;
-}
-
-/*
  * Completions answer from their own context (queues/N/direct) when the rings
  * are in anon or shmem memory; with the rings in a file mapping, or with
  * direct_complete=N, every one goes through the worker.  Data right in all.
@@ -1714,7 +1655,7 @@ static const struct ktap_case kmod_dataplane_cases[] = {
 	KTAP_CASE(flood_without_completions), KTAP_CASE(cpu_knob), KTAP_CASE(tracepoints),
 	KTAP_CASE(append_set_later), KTAP_CASE(extent_map_and_upcall), KTAP_CASE(upcall_stale_ids),
 	KTAP_CASE(extent_unmap_to_end), KTAP_CASE(inline_kick), KTAP_CASE(direct_completions),
-	KTAP_CASE(inline_busy_kicks), KTAP_CASE(inline_then_poll),
+	KTAP_CASE(inline_busy_kicks),
 };
 
 int main(int argc, char **argv)
