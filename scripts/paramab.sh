@@ -37,8 +37,6 @@ for s in $SETS; do
 		saved[${kv%%=*}]=$(cat "$P/${kv%%=*}")
 	done
 done
-kernel=/boot/vmlinuz-$(uname -r)
-initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 work=$(mktemp -d)
 # shellcheck source=scripts/lab-disk.sh
 . "$REPO/scripts/lab-disk.sh"
@@ -49,17 +47,12 @@ for r in $(seq 1 "$ROUNDS"); do
 	for l in $LOADS; do
 		for s in $SETS; do
 			for kv in ${s//,/ }; do echo "${kv#*=}" >"$P/${kv%%=*}"; done
-			timeout -k 5 $((SECS + 120)) "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" \
-				--append "console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:${l%%:*}:${l#*:}:$SECS" \
-				--cpus 1 --mem 256M --drive file="$img",format=raw,cache=none,queues=1,id=ab,dataplane=kernel \
-				>"$work/g.out" 2>"$work/g.err" </dev/null &
-			pid=$!
-			while kill -0 $pid 2>/dev/null && ! grep -q SLUICE-BLK-INFO "$work/g.out"; do sleep 0.1; done
+			lab_kernel_load "$work" ab "${l%%:*}" "${l#*:}" "$SECS" $((SECS + 120))
 			sleep $((SECS - 2))
 			c=""
 			for a in completed kicks inline_passes direct signals; do c+=" $a=$(cat $q/$a 2>/dev/null)"; done
-			wait $pid
-			iops=$(tr -d '\r' <"$work/g.out" | awk '$1 == "SLUICE-IOPS:" { print $4 }')
+			wait $load_pid
+			iops=$(lab_load_iops "$work")
 			echo "round $r $l $s: ${iops:-no IOPS line} ($c )"
 			if [ -n "$iops" ]; then
 				res[$l $s]+="$iops "

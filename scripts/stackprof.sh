@@ -24,8 +24,6 @@ fi
 T=/sys/kernel/tracing
 mountpoint -q $T || mount -t tracefs nodev $T || exit 1
 [ -w /proc/sys/kernel/stack_tracer_enabled ] || { echo "stackprof: no stack tracer (CONFIG_STACK_TRACER)" >&2; exit 1; }
-kernel=/boot/vmlinuz-$(uname -r)
-initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 work=$(mktemp -d)
 # shellcheck source=scripts/lab-disk.sh
 . "$REPO/scripts/lab-disk.sh"
@@ -44,10 +42,8 @@ for ik in $KICKS; do
 	echo 0 >$T/stack_max_size
 	echo 1 >/proc/sys/kernel/stack_tracer_enabled
 	for m in read write; do
-		timeout -k 5 200 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" \
-			--append "console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$m:1:10" --cpus 1 --mem 256M \
-			--drive file="$img",format=raw,cache=none,queues=1,dataplane=kernel \
-			>"$work/g.out" 2>"$work/g.err" </dev/null
+		lab_kernel_load "$work" disk0 $m 1 10 200
+		wait $load_pid
 		echo "inline_kick=$ik: $(tr -d '\r' <"$work/g.out" | grep -m1 SLUICE-IOPS || echo "$m: no IOPS line")"
 	done
 	echo 0 >/proc/sys/kernel/stack_tracer_enabled

@@ -30,8 +30,6 @@ fi
 [ -c /dev/sluice-blk ] || { echo "timeline: sluice_blk.ko is not loaded" >&2; exit 1; }
 T=/sys/kernel/tracing
 mountpoint -q $T || mount -t tracefs nodev $T || exit 1
-kernel=/boot/vmlinuz-$(uname -r)
-initrd=$BUILD/tests/vmm/initramfs.cpio.gz
 work=$(mktemp -d)
 # shellcheck source=scripts/lab-disk.sh
 . "$REPO/scripts/lab-disk.sh"
@@ -44,21 +42,16 @@ echo 32768 >$T/buffer_size_kb
 # Enabled once, before the guest starts: enabling events live patches code, which the lab's TCG
 # sometimes runs stale (Documentation/testing.rst).
 for e in $events; do echo 1 >"$T/events/$e/enable" || { echo "timeline: no event $e" >&2; exit 1; }; done
-timeout -k 5 300 "$BUILD/user/vmm/sluice" --kernel "$kernel" --initrd "$initrd" \
-	--append "console=ttyS0 reboot=k panic=-1 quiet sluice.blk=load:$MODE:1:$SECS" --cpus 1 --mem 256M \
-	--drive file="$img",format=raw,cache=none,queues=1,id=tl,dataplane=kernel \
-	>"$work/g.out" 2>"$work/g.err" </dev/null &
-pid=$!
-while kill -0 $pid 2>/dev/null && ! grep -q SLUICE-BLK-INFO "$work/g.out"; do sleep 0.1; done
+lab_kernel_load "$work" tl "$MODE" 1 "$SECS" 300
 sleep $((SECS / 3))
 echo 1 >$T/tracing_on
 sleep 1.5
 echo 0 >$T/tracing_on
-wait $pid
+wait $load_pid
 for e in $events; do echo 0 >"$T/events/$e/enable"; done
 cp $T/trace "$work/trace"
 : >$T/trace
-iops=$(tr -d '\r' <"$work/g.out" | awk '$1 == "SLUICE-IOPS:" { print $4 }')
+iops=$(lab_load_iops "$work")
 echo "== timeline: $MODE QD1 on ${TIMELINE_BACKEND:-file}, dataplane=kernel, $(uname -r): ${iops:-no} IOPS"
 # Each event line: "... [cpu] flags TIMESTAMP: event: fields".  The kick port is the one written most.
 awk '
